@@ -1,0 +1,219 @@
+"""Load YOLOv5 checkpoints without the code that wrote them, and save this project's own format.
+
+An ultralytics `.pt` is a pickle of its classes (`models.yolo.Model`, `models.common.C3`, ...).
+Unpickling it normally would import and run that code; a checkpoint from the internet is untrusted
+input. Here the unpickler maps every known class name onto an inert record and refuses any other
+global, so loading can rebuild tensors and plain containers and nothing else. The tensors are then
+copied into this project's own network built from the checkpoint's yaml.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import pickle
+import types
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from convert.errors import ConvertError
+from convert.yolo_model import YOLOv5, build_model
+
+OWN_FORMAT = "edge-yolo-checkpoint"
+OWN_VERSION = 1
+
+# Classes an ultralytics YOLOv5 checkpoint pickles. They become inert records.
+_MODEL_CLASSES = {
+    "models.yolo": {"Model", "DetectionModel", "Detect"},
+    "models.common": {"Conv", "C3", "Bottleneck", "SPPF", "SPP", "Concat", "Focus"},
+    "torch.nn.modules.conv": {"Conv2d"},
+    "torch.nn.modules.batchnorm": {"BatchNorm2d"},
+    "torch.nn.modules.activation": {"SiLU", "LeakyReLU", "ReLU", "Hardswish"},
+    "torch.nn.modules.pooling": {"MaxPool2d"},
+    "torch.nn.modules.upsampling": {"Upsample"},
+    "torch.nn.modules.container": {"ModuleList", "Sequential"},
+    "torch.nn.modules.linear": {"Identity"},
+}
+# Plain data the checkpoint may hold besides the model.
+_SAFE_GLOBALS = {
+    ("collections", "OrderedDict"): __import__("collections").OrderedDict,
+    ("__builtin__", "set"): set,
+    ("builtins", "set"): set,
+    ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
+    ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
+    ("torch", "Size"): torch.Size,
+}
+
+
+class _Record:
+    """Stands in for a pickled module: keeps its attribute dict, runs nothing."""
+
+    def __setstate__(self, state):
+        if isinstance(state, dict):
+            self.__dict__.update(state)
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def find_class(self, module, name):
+        if name in _MODEL_CLASSES.get(module, ()):
+            return type(name, (_Record,), {"__module__": "edge_yolo_record." + module})
+        if (module, name) in _SAFE_GLOBALS:
+            return _SAFE_GLOBALS[(module, name)]
+        if module == "torch" and isinstance(getattr(torch, name, None), torch.dtype):
+            return getattr(torch, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+
+
+_restricted_pickle = types.SimpleNamespace(Unpickler=_RestrictedUnpickler, load=pickle.load,
+                                           __name__="edge_yolo_restricted_pickle")
+
+
+@dataclass
+class LoadedCheckpoint:
+    model: YOLOv5
+    path: Path
+    sha256: str
+    kind: str  # "ultralytics" or "edge-yolo"
+    extra: dict = field(default_factory=dict)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_checkpoint(path: str | Path) -> LoadedCheckpoint:
+    """Load an ultralytics YOLOv5 `.pt` or an edge-yolo checkpoint into an eval-mode `YOLOv5`."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConvertError(f"checkpoint {path} does not exist: pass --weights with a YOLOv5 .pt file")
+    if not zipfile.is_zipfile(path):
+        raise ConvertError(f"{path} is not a PyTorch checkpoint (not a zip archive): "
+                           "pass a YOLOv5 .pt saved by torch.save")
+    digest = sha256_file(path)
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+        kind = "edge-yolo" if isinstance(raw, dict) and raw.get("format") == OWN_FORMAT else None
+    except pickle.UnpicklingError:
+        kind = "ultralytics"
+    except Exception as exc:  # torch raises many types for damaged archives
+        raise ConvertError(f"{path} could not be read as a checkpoint ({_first_line(exc)}): "
+                           "is the file complete?") from None
+    if kind == "edge-yolo":
+        model, extra = _from_own(raw, path)
+    elif kind == "ultralytics":
+        model, extra = _from_ultralytics(path)
+    else:
+        raise ConvertError(f"{path} is a PyTorch file but not a YOLOv5 checkpoint: "
+                           "pass a YOLOv5 detection .pt or one written by edge-convert")
+    model.eval()
+    return LoadedCheckpoint(model=model, path=path, sha256=digest, kind=kind, extra=extra)
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
+
+
+def _from_ultralytics(path: Path) -> tuple[YOLOv5, dict]:
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False, pickle_module=_restricted_pickle)
+    except pickle.UnpicklingError as exc:
+        raise ConvertError(f"{path} was not loaded: {exc}; a YOLOv5 checkpoint holds only the "
+                           "model's classes and tensors (is this file from an untrusted source?)") from None
+    except Exception as exc:
+        raise ConvertError(f"{path} could not be unpickled ({_first_line(exc)}): "
+                           "is it a YOLOv5 detection checkpoint?") from None
+    record = None
+    if isinstance(ckpt, dict):
+        record = ckpt.get("ema") or ckpt.get("model")
+    if record is None or not isinstance(getattr(record, "yaml", None), dict):
+        raise ConvertError(f"{path} holds no YOLOv5 model with a yaml description: "
+                           "pass a checkpoint saved by YOLOv5's train.py")
+    state = _record_state_dict(record)
+    model = build_model(record.yaml, channel_shapes=_conv_shapes(state))
+    _load_state(model, state, path)
+    model.names = _names(getattr(record, "names", None), model.detect.nc)
+    extra = {k: ckpt.get(k) for k in ("epoch", "date") if isinstance(ckpt.get(k), (int, str))}
+    return model, extra
+
+
+def _record_state_dict(record, prefix: str = "") -> dict[str, torch.Tensor]:
+    """Flatten a tree of records the way `nn.Module.state_dict` names its tensors."""
+    state = {}
+    for kind in ("_parameters", "_buffers"):
+        skip = getattr(record, "_non_persistent_buffers_set", set()) if kind == "_buffers" else set()
+        for name, tensor in (getattr(record, kind, None) or {}).items():
+            if tensor is not None and name not in skip and name != "anchor_grid":
+                state[prefix + name] = tensor.detach().float()
+    for name, child in (getattr(record, "_modules", None) or {}).items():
+        if child is not None:
+            state.update(_record_state_dict(child, f"{prefix}{name}."))
+    return state
+
+
+def _conv_shapes(state: dict[str, torch.Tensor]) -> dict[str, list[int]]:
+    return {key[: -len(".weight")]: [int(t.shape[0]), int(t.shape[1])]
+            for key, t in state.items() if key.endswith(".weight") and t.dim() == 4}
+
+
+def _load_state(model: YOLOv5, state: dict, path: Path):
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    if missing or unexpected:
+        raise ConvertError(f"{path} does not match the YOLOv5 architecture "
+                           f"(missing {missing[:2]}, unexpected {unexpected[:2]}): "
+                           "only YOLOv5 v6+ detection checkpoints are supported")
+    wrong = [k for k in own if own[k].shape != state[k].shape]
+    if wrong:
+        raise ConvertError(f"{path}: tensor {wrong[0]} has shape {tuple(state[wrong[0]].shape)}, "
+                           f"the architecture expects {tuple(own[wrong[0]].shape)}")
+    model.load_state_dict(state)
+
+
+def _names(names, nc: int) -> list[str]:
+    if isinstance(names, dict):
+        names = [names[k] for k in sorted(names)]
+    if isinstance(names, (list, tuple)) and len(names) == nc:
+        return [str(n) for n in names]
+    return [f"class{i}" for i in range(nc)]
+
+
+def save_checkpoint(model: YOLOv5, path: str | Path, **extra) -> Path:
+    """Write the model in this project's format: architecture, explicit channel shapes, weights.
+
+    It loads with `torch.load(weights_only=True)`: no pickled code, safe to share.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": OWN_FORMAT,
+        "version": OWN_VERSION,
+        "yaml": model.yaml,
+        "names": list(model.names),
+        "channel_shapes": model.channel_shapes(),
+        "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()},
+        "extra": extra,
+    }
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_bytes(buffer.getvalue())
+    tmp.replace(path)
+    return path
+
+
+def _from_own(raw: dict, path: Path) -> tuple[YOLOv5, dict]:
+    if raw.get("version") != OWN_VERSION:
+        raise ConvertError(f"{path} is edge-yolo checkpoint version {raw.get('version')}, "
+                           f"this tool reads version {OWN_VERSION}: upgrade edge-yolo")
+    model = build_model(raw["yaml"], channel_shapes=raw["channel_shapes"])
+    _load_state(model, raw["state_dict"], path)
+    model.names = _names(raw.get("names"), model.detect.nc)
+    return model, dict(raw.get("extra") or {})

@@ -1,0 +1,36 @@
+"""`edge-convert export`: checkpoint → ONNX → TFLite fp32, fp16 and full-integer int8."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from convert.calibration import DEFAULT_CALIB_IMAGES
+from convert.export import export_all
+from convert.paths import default_calib_dirs
+from convert.tflite_export import QuantSettings
+
+NAME = "export"
+HELP = "export a YOLOv5 checkpoint to TFLite fp32, fp16 and full-integer int8 with metadata"
+
+
+def add_arguments(p: argparse.ArgumentParser):
+    p.add_argument("--weights", type=Path, required=True, help="YOLOv5 .pt (ultralytics or edge-yolo)")
+    p.add_argument("--imgsz", default="320", help="input size: 320 or HEIGHT,WIDTH (multiples of 32)")
+    p.add_argument("--calib", type=Path, nargs="+", default=None,
+                   help="folder(s) of real images for int8 calibration (default: the shared COCO images)")
+    p.add_argument("--calib-images", type=int, default=DEFAULT_CALIB_IMAGES,
+                   help="how many calibration images to use, spread evenly over the folders")
+    p.add_argument("--per-tensor", action="store_true", help="per-tensor instead of per-channel weights")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--keep-work", action="store_true", help="keep onnx2tf's intermediate files")
+
+
+def run(args) -> int:
+    calib = args.calib or default_calib_dirs()
+    result = export_all(args.weights, args.out, args.imgsz, calib, args.calib_images,
+                        QuantSettings(per_channel=not args.per_tensor), keep_work=args.keep_work)
+    for precision, path in result.models.items():
+        print(f"{precision:5s} {path}  {path.stat().st_size / 1e6:.2f} MB", file=sys.stdout)
+    print(f"onnx  {result.onnx}", file=sys.stdout)
+    return 0

@@ -1,0 +1,119 @@
+"""Per-stage latency of a Detector on real images: where the time goes besides invoke()."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from edge.detector import STAGES, Detector
+from edge.errors import EdgeError
+from edge.sources import image_paths, read_image
+
+DATA_ENV = "EDGE_YOLO_DATA"
+DEFAULT_IMAGE_DIRS = ("data/photos", "data/coco-train130/images")
+WARMUP_FRAMES = 5  # first invokes pay for allocation and XNNPACK packing
+PERCENTILE_P90 = 90
+KIB = 1024
+MS_PER_S = 1000.0
+
+
+def default_data_dir() -> Path | None:
+    """$EDGE_YOLO_DATA, else ``shared/`` beside the repository, else ``../shared`` from the CWD."""
+    if os.environ.get(DATA_ENV):
+        return Path(os.environ[DATA_ENV])
+    for candidate in (Path(__file__).resolve().parents[2] / "shared", Path.cwd().parent / "shared"):
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+def default_bench_images(data_dir: Path | None = None) -> list[Path]:
+    data_dir = data_dir or default_data_dir()
+    if data_dir is None:
+        raise EdgeError(f"no benchmark images: pass --images DIR or set {DATA_ENV} to the shared data folder")
+    folders = [data_dir / sub for sub in DEFAULT_IMAGE_DIRS if (data_dir / sub).is_dir()]
+    if not folders:
+        raise EdgeError(f"no benchmark images under {data_dir} ({', '.join(DEFAULT_IMAGE_DIRS)}); pass --images DIR")
+    return [path for folder in folders for path in image_paths(folder)]
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    frames: int
+    median_ms: dict[str, float]
+    p90_ms: dict[str, float]
+    total_median_ms: float
+    peak_rss_mb: float
+
+    @property
+    def fps(self) -> float:
+        return MS_PER_S / self.total_median_ms if self.total_median_ms else float("inf")
+
+    @property
+    def overhead_ratio(self) -> float:
+        """(preprocess + postprocess) / invoke, from the medians: the share the runtime adds."""
+        invoke = self.median_ms["invoke"]
+        return (self.median_ms["preprocess"] + self.median_ms["postprocess"]) / invoke if invoke else float("inf")
+
+    def report(self) -> str:
+        lines = [f"{'stage':<12} {'median ms':>10} {'p90 ms':>10}"]
+        lines += [f"{stage:<12} {self.median_ms[stage]:>10.2f} {self.p90_ms[stage]:>10.2f}" for stage in STAGES]
+        lines += [
+            f"{'total':<12} {self.total_median_ms:>10.2f}",
+            f"frames {self.frames}, FPS {self.fps:.1f}, peak RSS {self.peak_rss_mb:.0f} MB, "
+            f"(pre+post)/invoke {self.overhead_ratio:.2f}",
+        ]
+        return "\n".join(lines)
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process (0 where the platform has no getrusage)."""
+    try:
+        import resource
+    except ImportError:
+        return 0.0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # Linux reports KiB, macOS bytes
+    return peak / (KIB * KIB if sys.platform == "darwin" else KIB)
+
+
+def _cycle_images(paths: Sequence[Path]):
+    """Decoded images round and round ``paths``; stops if a whole pass reads nothing."""
+    while True:
+        read_any = False
+        for path in paths:
+            image = read_image(path)
+            if image is not None:
+                read_any = True
+                yield image
+        if not read_any:
+            return
+
+
+def run_bench(detector: Detector, paths: Sequence[Path], frames: int, warmup: int = WARMUP_FRAMES) -> BenchResult:
+    """Time ``frames`` detections cycling over ``paths`` (decoding is not timed, nor kept)."""
+    if frames < 1:
+        raise EdgeError(f"--frames must be at least 1, received {frames}")
+    readable = _cycle_images(paths)
+    timings = np.empty((frames, len(STAGES)), np.float64)
+    for i in range(-warmup, frames):
+        image = next(readable, None)
+        if image is None:
+            raise EdgeError("none of the benchmark images could be read")
+        _, stage_ms = detector.detect(image)
+        if i >= 0:
+            timings[i] = [stage_ms[stage] for stage in STAGES]
+    median = np.median(timings, axis=0)
+    p90 = np.percentile(timings, PERCENTILE_P90, axis=0)
+    return BenchResult(
+        frames=frames,
+        median_ms=dict(zip(STAGES, median.tolist())),
+        p90_ms=dict(zip(STAGES, p90.tolist())),
+        total_median_ms=float(np.median(timings.sum(axis=1))),
+        peak_rss_mb=peak_rss_mb(),
+    )

@@ -1,0 +1,96 @@
+"""The exported models agree with the PyTorch model they came from."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from convert.calibration import calibration_set
+from convert.errors import ConvertError
+from convert.export import parse_imgsz
+from edge.detector import DetectSettings, Detector
+from edge.metadata import read_metadata
+from tests.convert.torch_detect import torch_detect
+
+IMGSZ = 320
+MIN_IOU = 0.85
+MAX_SCORE_GAP = 0.05
+
+
+@pytest.fixture(scope="module")
+def models() -> Path:
+    return Path(os.environ["EDGE_YOLO_TEST_MODELS"])
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(n, m) IoU of xyxy boxes."""
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod((rb - lt).clip(min=0), axis=2)
+    area = lambda x: np.prod(x[:, 2:] - x[:, :2], axis=1)  # noqa: E731
+    return inter / (area(a)[:, None] + area(b)[None, :] - inter)
+
+
+@pytest.mark.parametrize("photo", ["bus.jpg", "zidane.jpg"])
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+def test_tflite_agrees_with_pytorch(yolov5n, models, shared, photo, precision):
+    frame = cv2.imread(str(shared / "data/photos" / photo))
+    # PyTorch at a threshold lowered by the allowed gap: a box at .27 here may be .23 there
+    reference = torch_detect(yolov5n.model, frame, IMGSZ, conf=0.25 - MAX_SCORE_GAP)
+    detector = Detector(models / f"yolov5n_{IMGSZ}_{precision}.tflite", DetectSettings(conf=0.25, iou=0.45))
+    dets, _ = detector.detect(frame)
+    assert len(reference) >= 2
+    # every confident PyTorch detection has its twin: same label, IoU >= 0.85, score within 0.05
+    confident = reference[reference.score >= 0.25 + MAX_SCORE_GAP]
+    iou = _iou(confident.xyxy, dets.xyxy) * (confident.class_id[:, None] == dets.class_id[None, :])
+    best = iou.argmax(axis=1)
+    assert (iou.max(axis=1) >= MIN_IOU).all(), iou.max(axis=1)
+    np.testing.assert_allclose(dets.score[best], confident.score, atol=MAX_SCORE_GAP)
+    # and nothing appears that PyTorch did not see
+    extra = dets
+    twin = _iou(extra.xyxy, reference.xyxy) * (extra.class_id[:, None] == reference.class_id[None, :])
+    assert (twin.max(axis=1) >= MIN_IOU).all(), twin.max(axis=1)
+
+
+def test_metadata_describes_the_model(models, yolov5n):
+    for precision in ("fp32", "fp16", "int8"):
+        meta = read_metadata(models / f"yolov5n_{IMGSZ}_{precision}.tflite")
+        assert meta.precision == precision
+        assert meta.imgsz_hw == (IMGSZ, IMGSZ)
+        assert meta.names == tuple(yolov5n.model.names)
+        np.testing.assert_allclose(meta.anchors_wh, yolov5n.model.anchors_px.numpy(), atol=0.5)
+        raw = meta.raw
+        assert raw["source"]["sha256"] == yolov5n.sha256
+        assert raw["conversion"]["calibration_images"] >= 100
+        if precision == "int8":
+            outputs = [q for q in raw["quantization"].values() if q["shape"][-1] == 255]
+            assert len(outputs) == 3
+            for q in outputs:  # sigmoid heads: [0, 1] in int8 is scale 1/256, zero point -128
+                assert q["dtype"] == "int8" and q["zero_point"] == -128
+                assert q["scale"] == pytest.approx(1 / 256)
+
+
+def test_calibration_folder_without_images(tmp_path):
+    (tmp_path / "notes.txt").write_text("no images here")
+    with pytest.raises(ConvertError, match="no images found"):
+        calibration_set([tmp_path], (320, 320))
+
+
+def test_calibration_warns_below_hundred_images(shared, caplog):
+    calib, used = calibration_set([shared / "data/photos"], (64, 64))
+    assert calib.shape == (2, 64, 64, 3) and calib.dtype == np.float32 and 0 <= calib.min() <= calib.max() <= 1
+    assert "only 2 calibration images" in caplog.text
+
+
+@pytest.mark.parametrize("value, expected", [("320", (320, 320)), ("256,320", (256, 320)), (640, (640, 640))])
+def test_imgsz(value, expected):
+    assert parse_imgsz(value) == expected
+
+
+@pytest.mark.parametrize("value", ["300", "abc", "0"])
+def test_bad_imgsz(value):
+    with pytest.raises(ConvertError, match="imgsz"):
+        parse_imgsz(value)
