@@ -6,8 +6,10 @@ then ``tensorflow.lite`` (imported only when the others are missing, never at mo
 
 from __future__ import annotations
 
+import ctypes
 import importlib
 import logging
+import math
 import os
 import platform
 from dataclasses import dataclass
@@ -17,7 +19,8 @@ from typing import Any, Callable
 import numpy as np
 
 from edge.errors import EdgeError
-from edge.metadata import ModelMeta, read_metadata
+from edge.flatbuffer_check import CorruptModel, check_tflite
+from edge.metadata import REEXPORT_FIX, ModelMeta, read_metadata
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +39,9 @@ EDGETPU_FIX = (
 )
 INPUT_RANK_NHWC = 4
 RGB_CHANNELS = 3
+INPUT_SCALE = 1.0 / 255.0  # the contract: input = pixel / 255
+INPUT_SCALE_RTOL = 1e-4  # stored as float32
+INPUT_ZERO_POINT = {"int8": -128, "uint8": 0}
 
 
 @dataclass(frozen=True)
@@ -70,16 +76,19 @@ def parse_device(device: str) -> dict[str, str] | None:
 
 def _edgetpu_delegate(module: Any, options: dict[str, str]) -> Any:
     library = EDGETPU_LIBRARY.get(platform.system(), EDGETPU_LIBRARY["Linux"])
+    # Probe the library ourselves: the interpreters' Delegate prints an "Exception ignored"
+    # traceback from its finalizer when the library is missing.
+    try:
+        ctypes.CDLL(library)
+    except OSError:
+        raise EdgeError(f"Edge TPU library {library} is not installed; {EDGETPU_FIX}") from None
     load_delegate = getattr(module, "load_delegate", None)
     if load_delegate is None:  # tensorflow.lite keeps it under experimental
         load_delegate = module.experimental.load_delegate
-    where = options.get("device", "any")
     try:
         return load_delegate(library, options)
-    except OSError:
-        raise EdgeError(f"Edge TPU library {library} is not installed; {EDGETPU_FIX}") from None
-    except (ValueError, RuntimeError):
-        raise EdgeError(f"no Edge TPU found (device {where}); {EDGETPU_FIX}") from None
+    except (ValueError, RuntimeError, OSError):
+        raise EdgeError(f"no Edge TPU found (device {options.get('device', 'any')}); {EDGETPU_FIX}") from None
 
 
 def load_interpreter(path: str | Path, threads: int | None = None, device: str = "cpu") -> Any:
@@ -91,10 +100,16 @@ def load_interpreter(path: str | Path, threads: int | None = None, device: str =
     path = Path(path)
     if not path.is_file():
         raise EdgeError(f"model file not found: {path}; check --model")
-    with open(path, "rb") as fh:
-        content = fh.read()
+    try:
+        content = path.read_bytes()
+    except OSError as exc:
+        raise EdgeError(f"cannot read model {path}: {exc.strerror}; check the file's permissions") from None
     if content[IDENTIFIER_SPAN] != TFLITE_IDENTIFIER:
         raise EdgeError(f"{path} is not a TFLite model (no TFL3 identifier); pass a .tflite file from `edge-convert export`")
+    try:
+        check_tflite(content)
+    except CorruptModel as exc:
+        raise EdgeError(f"{path} is truncated or corrupt ({exc}); copy the file again or {REEXPORT_FIX}") from None
     delegate_options = parse_device(device)
     compiled_for_tpu = EDGETPU_CUSTOM_OP in content
     del content
@@ -119,12 +134,8 @@ def load_interpreter(path: str | Path, threads: int | None = None, device: str =
     except (ValueError, RuntimeError) as exc:
         reason = str(exc).strip().splitlines()
         reason_line = reason[0] if reason else type(exc).__name__
-        raise EdgeError(f"cannot load {path}: {reason_line}; the file may be truncated or corrupt, {_reexport()}") from None
+        raise EdgeError(f"cannot load {path}: {reason_line}; if the file is damaged, {REEXPORT_FIX}") from None
     return interpreter
-
-
-def _reexport() -> str:
-    return "re-export it with `edge-convert export`"
 
 
 class Model:
@@ -145,21 +156,37 @@ class Model:
     def _check_input(self) -> None:
         inputs = self.interpreter.get_input_details()
         if len(inputs) != 1:
-            raise EdgeError(f"{self.path.name}: expected 1 input tensor, found {len(inputs)}; {_reexport()}")
+            raise EdgeError(f"{self.path.name}: expected 1 input tensor, found {len(inputs)}; {REEXPORT_FIX}")
         detail = inputs[0]
         shape = tuple(int(d) for d in detail["shape"])
         height, width = self.meta.imgsz_hw
         if len(shape) != INPUT_RANK_NHWC or shape[0] != 1 or shape[3] != RGB_CHANNELS:
-            raise EdgeError(f"{self.path.name}: input shape is {list(shape)}, expected [1, H, W, 3] (NHWC); {_reexport()}")
+            raise EdgeError(f"{self.path.name}: input shape is {list(shape)}, expected [1, H, W, 3] (NHWC); {REEXPORT_FIX}")
         if shape[1:3] != (height, width):
             raise EdgeError(
-                f"{self.path.name}: input is {shape[1]}x{shape[2]} (HxW) but metadata says {height}x{width}; {_reexport()}"
+                f"{self.path.name}: input is {shape[1]}x{shape[2]} (HxW) but metadata says {height}x{width}; {REEXPORT_FIX}"
             )
         self.input_dtype = np.dtype(detail["dtype"])
         if self.input_dtype not in (np.dtype(np.int8), np.dtype(np.uint8), np.dtype(np.float32)):
             raise EdgeError(f"{self.path.name}: input dtype {self.input_dtype} is not supported (int8, uint8 or float32)")
         self.input_quantization = _quantization(detail)
+        self._check_input_quantization()
         self._input_tensor: Callable[[], np.ndarray] = self.interpreter.tensor(detail["index"])
+
+    def _check_input_quantization(self) -> None:
+        """Integer input must be pixel/255 exactly, so pixels are written with no arithmetic."""
+        if self.input_dtype == np.float32:
+            return
+        expected_zero_point = INPUT_ZERO_POINT[self.input_dtype.name]
+        quant = self.input_quantization
+        if quant is None or not (
+            math.isclose(quant.scale, INPUT_SCALE, rel_tol=INPUT_SCALE_RTOL) and quant.zero_point == expected_zero_point
+        ):
+            got = "none" if quant is None else f"scale {quant.scale:.6g}, zero point {quant.zero_point}"
+            raise EdgeError(
+                f"{self.path.name}: {self.input_dtype} input quantization is {got}, expected scale 1/255, "
+                f"zero point {expected_zero_point}; {REEXPORT_FIX}"
+            )
 
     def _check_outputs(self) -> None:
         meta = self.meta
@@ -168,7 +195,7 @@ class Model:
         outputs = self.interpreter.get_output_details()
         if len(outputs) != len(meta.strides):
             raise EdgeError(
-                f"{self.path.name}: has {len(outputs)} outputs, metadata expects one per stride {list(meta.strides)}; {_reexport()}"
+                f"{self.path.name}: has {len(outputs)} outputs, metadata expects one per stride {list(meta.strides)}; {REEXPORT_FIX}"
             )
         self._output_tensors: dict[int, Callable[[], np.ndarray]] = {}
         self.output_quantization: dict[int, Quantization | None] = {}
@@ -178,7 +205,7 @@ class Model:
             expected = (1, height // stride, width // stride, channels) if stride in meta.strides else None
             if shape != expected or stride in self._output_tensors:
                 wanted = ", ".join(str([1, height // s, width // s, channels]) for s in meta.strides)
-                raise EdgeError(f"{self.path.name}: output shape {list(shape)} does not match the metadata ({wanted}); {_reexport()}")
+                raise EdgeError(f"{self.path.name}: output shape {list(shape)} does not match the metadata ({wanted}); {REEXPORT_FIX}")
             self._output_tensors[stride] = self.interpreter.tensor(detail["index"])
             self.output_quantization[stride] = _quantization(detail)
 

@@ -28,6 +28,7 @@ export PATH="$venv/bin:$PATH"
 
 EDGE_YOLO_TEST_MODELS=$("$venv/bin/python" -m tests.model_cache --imgsz 320)
 export EDGE_YOLO_TEST_MODELS
+export EDGE_YOLO_X86_REFERENCE="$EDGE_YOLO_TEST_MODELS/detections_x86_64.json"
 echo "tests: models in $EDGE_YOLO_TEST_MODELS" >&2
 
 status=0

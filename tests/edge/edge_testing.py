@@ -33,3 +33,23 @@ def metadata_dict(nc: int = 80, imgsz_hw: tuple[int, int] = (320, 320), **overri
     }
     raw.update(overrides)
     return raw
+
+
+INT8_OUTPUT_SCALE = 1.0 / 256.0  # sigmoid outputs: the contract's quantization
+INT8_OUTPUT_ZERO_POINT = -128
+
+
+def random_raw_outputs(
+    meta: ModelMeta, rng: np.random.Generator, obj_high_fraction: float, obj_low_max: int = -80
+) -> dict[int, np.ndarray]:
+    """Random int8 head outputs: most objectness values below ``obj_low_max``, a fraction anywhere."""
+    height, width = meta.imgsz_hw
+    outputs = {}
+    for stride in reversed(meta.strides):  # the interpreter's order is not the stride order
+        shape = (1, height // stride, width // stride, meta.num_anchors, meta.channels_per_anchor)
+        raw = rng.integers(-128, 128, size=shape, dtype=np.int16).astype(np.int8)
+        low = rng.integers(-128, obj_low_max, size=shape[:4], dtype=np.int16).astype(np.int8)
+        high = rng.random(shape[:4]) < obj_high_fraction
+        raw[..., 4] = np.where(high, raw[..., 4], low)
+        outputs[stride] = raw.reshape(shape[:3] + (-1,))
+    return outputs
