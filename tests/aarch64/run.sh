@@ -25,9 +25,11 @@
 # Environment passed to the tests: EDGE_YOLO_TEST_MODELS (directory of converted .tflite models),
 # EDGE_YOLO_DATA (default: shared/ beside the clone, else /work/shared), EDGE_YOLO_X86_REFERENCE
 # (JSON file of detections written by the same tests on x86, compared with the aarch64 ones) and
-# any other EDGE_YOLO_* variable; paths are made absolute. The host environment is not inherited
-# otherwise. EDGE_YOLO_QEMU_CPU selects the emulated core: cortex-a72 (Raspberry Pi 4, default)
-# or cortex-a76 (Raspberry Pi 5). Exit status: pytest's; 2 when preparation fails.
+# any other EDGE_YOLO_* variable; paths are made absolute. EDGE_YOLO_EMULATION=qemu-user is added
+# so tests can scale their time limits: emulated inference is two orders of magnitude slower than
+# native. The host environment is not inherited otherwise. EDGE_YOLO_QEMU_CPU selects the emulated
+# core: cortex-a72 (Raspberry Pi 4, default) or cortex-a76 (Raspberry Pi 5).
+# Exit status: pytest's; 2 when preparation fails.
 set -euo pipefail
 
 readonly PY_VER=3.11
@@ -123,14 +125,14 @@ apt_root() {   # apt_root DIR SOURCES-LINE...
     printf '%s\n' "$@" >"$root/sources.list"
 }
 
-qemu_major() { "$1" --version 2>/dev/null | awk 'NR == 1 { split($3, v, "."); print v[1] + 0 }'; }
+qemu_major() { { "$1" --version 2>/dev/null || true; } | awk 'NR == 1 { split($3, v, "."); m = v[1] } END { print m + 0 }'; }
 
 prepare_qemu() {
     local current=$CACHE/qemu/current/qemu-aarch64
     if [[ -x $current ]] && (( $(qemu_major "$current") >= QEMU_MIN_MAJOR )); then
         QEMU=$(readlink -f "$current"); return
     fi
-    log "fetching qemu-user from bookworm-backports"
+    local t=$(now)
     local root=$CACHE/apt/host debs=$CACHE/downloads/qemu
     apt_root "$root" "deb [signed-by=$KEYRING] $MIRROR bookworm-backports main"
     local -a opts; mapfile -t opts < <(apt_opts "$root")
@@ -142,7 +144,8 @@ prepare_qemu() {
     (cd "$debs" && apt-get "${opts[@]}" -q download "qemu-user=$version" >"$root/download.log" 2>&1) \
         || die "apt-get download qemu-user=$version failed, see $root/download.log"
     local deb name=${version#*:}
-    deb=$(ls -t "$debs"/qemu-user_*"${name}"_amd64.deb | head -1)
+    deb=$(ls -t "$debs"/qemu-user_*"${name}"_amd64.deb 2>/dev/null | head -1) || true
+    [[ -n $deb ]] || die "apt-get download left no qemu-user .deb in $debs"
     local tmp=$CACHE/qemu/$name.partial
     rm -rf "$tmp"; mkdir -p "$tmp"
     dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$tmp" --strip-components=3 ./usr/bin/qemu-aarch64 \
@@ -155,6 +158,7 @@ prepare_qemu() {
         [[ $old == "$CACHE/qemu/$name" || $old == "$CACHE/qemu/current" ]] || rm -rf "$old"
     done
     QEMU=$CACHE/qemu/$name/qemu-aarch64
+    log "qemu-user $version fetched from bookworm-backports ($(since "$t") s)"
 }
 
 register_binfmt() {
@@ -209,7 +213,7 @@ download_wheels() {
 
 install_wheels() {   # install_wheels TARGET REQUIREMENTS
     host_pip install --no-cache-dir --no-index --find-links "$CACHE/downloads/wheels" --no-deps \
-        --no-compile --target "$1" "${PLATFORM_ARGS[@]}" -r "$2" >"$BUILD/pip-install.log" 2>&1 \
+        --no-compile --target "$1" "${PLATFORM_ARGS[@]}" -r "$2" >>"$BUILD/pip-install.log" 2>&1 \
         || die "pip install into $1 failed, see $BUILD/pip-install.log"
 }
 
@@ -308,7 +312,7 @@ build_env() {
         "$HOST_PYTHON" "${compile[@]}" >"$errors" 2>&1 || true
     else
         mv -T "$BUILD" "$ENV_DIR"   # the emulated interpreter only works at its final path
-        run_aarch64 "$ENV_DIR" "${compile[@]//$BUILD/$ENV_DIR}" >"$errors" 2>&1 || true
+        run_aarch64 "$ENV_DIR" "${compile[@]//$BUILD/$ENV_DIR}" >"$ENV_DIR/${errors##*/}" 2>&1 || true
         mv -T "$ENV_DIR" "$BUILD"
     fi
     log "byte-compiled ($(since "$t") s; $(grep -c '^\*\*\*' "$errors" || true) files failed, see ${errors/#$BUILD/$ENV_DIR})"
@@ -366,7 +370,7 @@ for name in $(compgen -e | grep '^EDGE_YOLO_' || true); do
     esac
     EXTRA_ENV+=("$name=$value")
 done
-EXTRA_ENV+=("PYTHONPATH=$REPO")
+EXTRA_ENV+=("PYTHONPATH=$REPO" "EDGE_YOLO_EMULATION=qemu-user")
 
 read -r -d '' LAUNCH <<'EOF' || true
 import importlib.util, platform, sys
