@@ -49,13 +49,13 @@ def reference_decode(outputs, meta, conf, classes=None, multi_label=False, dequa
             for x in range(grid_w):
                 for a in range(meta.num_anchors):
                     row = values[y, x, a]
-                    obj = row[4]
-                    class_scores = [(c, np.float32(row[5 + c] * obj)) for c in allowed]
+                    # one row at a time; numpy only for the products of one row's class scores
+                    class_scores = row[5:][allowed] * row[4]
                     if multi_label:
-                        picked = [(c, s) for c, s in class_scores if s >= conf32]
+                        picked = [(allowed[i], class_scores[i]) for i in np.flatnonzero(class_scores >= conf32)]
                     else:
-                        best = max(class_scores, key=lambda cs: cs[1])  # first of equal maxima
-                        picked = [best] if best[1] >= conf32 else []
+                        i = int(np.argmax(class_scores))  # first of equal maxima
+                        picked = [(allowed[i], class_scores[i])] if class_scores[i] >= conf32 else []
                     if not picked:
                         continue
                     cx = (2.0 * float(row[0]) - 0.5 + x) * stride
@@ -103,7 +103,7 @@ def int8_quant(outputs):
 DECODE_CASES = [
     # id, nc, imgsz, obj_high_fraction, conf, iou, classes, max_det, multi_label, agnostic
     pytest.param(80, (320, 320), 0.01, 0.25, 0.45, None, 300, False, False, id="typical-320"),
-    pytest.param(80, (320, 320), 0.05, 0.10, 0.45, None, 300, True, False, id="multi-label"),
+    pytest.param(80, (320, 320), 0.02, 0.15, 0.45, None, 300, True, False, id="multi-label"),
     pytest.param(80, (320, 320), 0.05, 0.10, 0.30, None, 20, False, True, id="agnostic-max-det"),
     pytest.param(80, (320, 320), 0.02, 0.15, 0.45, (0, 2, 5), 300, False, False, id="class-filter"),
     pytest.param(3, (256, 320), 0.10, 0.20, 0.50, None, 300, False, False, id="non-square-few-classes"),
@@ -197,7 +197,7 @@ def test_nms_table(boxes, scores, classes, iou, max_det, expected):
     assert keep.tolist() == reference_nms(boxes, scores, classes, iou, max_det)
 
 
-@pytest.mark.parametrize("n, num_classes, agnostic", [(300, 1, False), (2000, 80, False), (2000, 5, True)])
+@pytest.mark.parametrize("n, num_classes, agnostic", [(300, 1, False), (2000, 80, False), (1000, 5, True)])
 def test_nms_random_matches_reference(n, num_classes, agnostic):
     rng = np.random.default_rng(n + num_classes)
     corner = rng.uniform(0, 300, (n, 2))
