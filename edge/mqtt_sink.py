@@ -55,8 +55,10 @@ INFLIGHT_WINDOW = 100  # unacknowledged messages handed to paho at once; keeps o
 BATCH_MAX = 500  # messages committed to the spool per transaction
 IDLE_WAIT_S = 0.5
 ACK_TIMEOUT_S = 30.0  # connected but no ack for this long: hand the spool to paho again from the oldest
-CLOSE_DRAIN_S = 5.0  # on close, how long to wait for the broker to acknowledge what is spooled
-CLOSE_STATUS_WAIT_S = 2.0
+# On close, how long the broker gets to acknowledge what is spooled; the rest stays on disk for the
+# next run. Short, so a SIGTERM still ends the process within 2 s.
+CLOSE_DRAIN_S = 1.0
+CLOSE_STATUS_WAIT_S = 0.5
 ERROR_PAUSE_S = 1.0
 PASSWORD_ENV = "EDGE_YOLO_MQTT_PASSWORD"
 CREDENTIALS_ENV = "CREDENTIALS_DIRECTORY"  # systemd LoadCredential=

@@ -13,6 +13,7 @@ need_apt=()
 command -v mosquitto >/dev/null || need_apt+=(mosquitto)
 command -v openssl >/dev/null || need_apt+=(openssl)
 command -v systemd-analyze >/dev/null || need_apt+=(systemd)
+command -v shellcheck >/dev/null || need_apt+=(shellcheck)
 if ((${#need_apt[@]})); then
     if [[ $(id -u) -ne 0 ]]; then
         echo "tests: error: missing ${need_apt[*]}: install them (sudo apt-get install ${need_apt[*]})" >&2

@@ -1,0 +1,103 @@
+"""Soak run of the camera loop: ≥10,000 frames of a looped video through `edge-detect`, memory watched.
+
+A leak of a few KB per frame is invisible in a test and fatal after months; this run makes it
+visible. The detector runs as deployed (a subprocess of the real CLI, JSON lines discarded); its
+resident memory is read from /proc every few seconds. "start" is the first sample after the first
+stats line (model loaded, buffers allocated, first frames done), "end" the last sample before exit.
+
+    python tests/bench_soak.py --model M.tflite [--frames 10000] [--video V] [--max-growth-mb 10]
+
+Exit status 1 when RSS grew by more than --max-growth-mb or frames were unaccounted for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from edge.stats import parse_stats_line  # noqa: E402
+
+DEFAULT_FRAMES = 10_000
+DEFAULT_VIDEO = "data/video/car-detection.mp4"
+SAMPLE_INTERVAL_S = 2.0
+STATS_INTERVAL_S = 10
+DEFAULT_MAX_GROWTH_MB = 10.0
+KIB_PER_MB = 1024
+
+
+def rss_mb(pid: int) -> float | None:
+    """VmRSS of ``pid`` in MB, None once it has exited."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / KIB_PER_MB
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return None
+
+
+def main() -> int:
+    data = Path(os.environ.get("EDGE_YOLO_DATA") or REPO.parent / "shared")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--frames", type=int, default=DEFAULT_FRAMES)
+    parser.add_argument("--video", default=str(data / DEFAULT_VIDEO))
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--max-growth-mb", type=float, default=DEFAULT_MAX_GROWTH_MB)
+    args = parser.parse_args()
+
+    command = [sys.executable, "-m", "edge.cli", "--model", args.model, "--source", args.video, "--loop",
+               "--max-frames", str(args.frames), "--stats-interval", str(STATS_INTERVAL_S)]
+    if args.threads:
+        command += ["--threads", str(args.threads)]
+    started = time.monotonic()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    stats_lines: list[str] = []
+    warm = threading.Event()
+
+    def read_stderr() -> None:
+        for line in process.stderr:
+            if "stats:" in line:
+                stats_lines.append(line.strip())
+                warm.set()
+            elif line.strip():
+                print(line.rstrip(), file=sys.stderr)
+
+    reader = threading.Thread(target=read_stderr, daemon=True)
+    reader.start()
+    samples: list[tuple[float, float]] = []
+    while process.poll() is None:
+        value = rss_mb(process.pid)
+        if value is not None and warm.is_set():
+            samples.append((time.monotonic() - started, value))
+        time.sleep(SAMPLE_INTERVAL_S)
+    reader.join()
+    elapsed = time.monotonic() - started
+    if process.returncode != 0 or not stats_lines:
+        print(f"edge-detect exited with {process.returncode}", file=sys.stderr)
+        return 1
+    final = parse_stats_line(stats_lines[-1])
+    read, processed, dropped = (int(final[key]) for key in ("read", "processed", "dropped"))
+    if not samples:
+        print("the run ended before the first memory sample; use more --frames", file=sys.stderr)
+        return 1
+    start_mb, end_mb, peak_mb = samples[0][1], samples[-1][1], max(v for _, v in samples)
+    print(f"frames read {read}, processed {processed}, dropped {dropped}, corrupt {final['corrupt']}")
+    print(f"wall {elapsed:.1f} s, {processed / elapsed:.1f} fps overall (incl. start-up); "
+          f"median latency ms: pre {final['preprocess_ms']} invoke {final['invoke_ms']} post {final['postprocess_ms']}")
+    print(f"RSS start {start_mb:.1f} MB (t={samples[0][0]:.0f} s), end {end_mb:.1f} MB (t={samples[-1][0]:.0f} s), "
+          f"peak {peak_mb:.1f} MB, growth {end_mb - start_mb:+.1f} MB over {len(samples)} samples")
+    ok = processed + dropped == read and processed >= args.frames and end_mb - start_mb <= args.max_growth_mb
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
