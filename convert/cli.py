@@ -12,6 +12,8 @@ from convert.errors import ConvertError
 # Each module defines `NAME`, `HELP`, `add_arguments(parser)` and `run(args) -> int`.
 COMMANDS = [
     "convert.commands.export",
+    "convert.commands.eval",
+    "convert.commands.report",
 ]
 
 
