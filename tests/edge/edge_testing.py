@@ -2,9 +2,28 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from edge.metadata import ModelMeta, parse_metadata
+
+EMULATION_ENV = "EDGE_YOLO_EMULATION"  # set by tests/aarch64/run.sh
+EMULATED = os.environ.get(EMULATION_ENV) == "qemu-user"
+# Under QEMU user-mode emulation an interpreter invoke is about 100x slower than native and
+# everything else 5-20x: time limits meant for a real device are stretched by this much there.
+EMULATION_SLOWDOWN = 8.0
+
+
+def time_limit(native_s: float) -> float:
+    """A limit in seconds that holds on a real device, stretched when the tests run under QEMU."""
+    return native_s * EMULATION_SLOWDOWN if EMULATED else native_s
+
+
+def frame_budget(native: int, emulated: int) -> int:
+    """How many frames a test runs: fewer under QEMU, where each one costs about a second."""
+    return emulated if EMULATED else native
+
 
 YOLOV5_ANCHORS_WH = [
     [[10, 13], [16, 30], [33, 23]],

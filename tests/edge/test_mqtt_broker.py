@@ -24,6 +24,7 @@ import pytest
 from edge.detections import Detections
 from edge.mqtt_sink import STATUS_OFFLINE, STATUS_ONLINE, STATUS_STOPPED, MqttSettings, MqttSink
 from edge.sources import Frame, iter_frames
+from tests.edge.edge_testing import frame_budget, time_limit
 from tests.edge.mosquitto import Mosquitto, Subscriber, read_retained
 from tests.edge.mqtt_driver import synthetic_detections
 
@@ -31,7 +32,7 @@ REPO = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = REPO / "edge" / "schemas" / "mqtt.schema.json"
 VIDEO = Path("data") / "video" / "car-detection.mp4"
 INT8_MODEL = "yolov5n_320_int8.tflite"
-REAL_FRAMES = 40  # spread over the whole video: yolov5n finds little in the top-down parking lot
+REAL_FRAMES = frame_budget(40, 12)  # spread over the whole video: yolov5n finds little in the top-down parking lot
 DEVICE = "cam1"
 PREFIX = "edge-yolo"
 TOPICS = f"{PREFIX}/{DEVICE}/#"
@@ -44,6 +45,7 @@ FEED_FPS = 20
 STARTUP_OUTAGE_S = 5.0
 MID_RUN_OUTAGE_S = 10.0
 PROCESS_TIMEOUT_S = 20.0
+SHUTDOWN_LIMIT_S = 2.0  # systemd's stop must not wait on us
 
 
 @pytest.fixture(scope="module")
@@ -350,3 +352,32 @@ def test_tls_with_an_untrusted_server_is_reported(tmp_path, caplog):
     finally:
         broker.stop()
     assert "certificate verify failed" in caplog.text and "--mqtt-ca" in caplog.text
+
+
+@pytest.mark.parametrize("broker_up", [True, False], ids=["broker-up", "broker-down"])
+def test_sigterm_with_mqtt_on_ends_within_the_shutdown_limit(tmp_path, model_dir, data_dir, broker_up):
+    """systemd stops the service with SIGTERM: with MQTT on, even with the broker away, exit 0 in 2 s."""
+    server = Mosquitto(tmp_path / "broker")
+    if broker_up:
+        server.start()
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "edge.cli", "--model", str(model_dir / INT8_MODEL), "--source",
+             str(data_dir / VIDEO), "--mqtt", server.url, "--device-id", DEVICE, "--state-dir", str(tmp_path / "state")],
+            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert json.loads(process.stdout.readline())["frame"] == 0
+            process.send_signal(signal.SIGTERM)
+            signalled = time.monotonic()
+            _, stderr = process.communicate(timeout=PROCESS_TIMEOUT_S * 3)
+            took_s = time.monotonic() - signalled
+        finally:
+            process.kill()
+        assert process.returncode == 0, stderr
+        assert took_s < time_limit(SHUTDOWN_LIMIT_S), f"took {took_s:.2f} s to stop"
+        if broker_up:
+            assert read_retained(server, STATUS_TOPIC) == STATUS_STOPPED.encode()
+        else:
+            assert "stay spooled" in stderr  # nothing lost: kept on disk for the next run
+    finally:
+        server.stop()
