@@ -33,6 +33,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # torch's OpenMP threads spin after each op by default; beside a TFLite interpreter in the same
+    # process (eval, report, compare-speed) the spinning steals the cores whose time is measured.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser, handlers = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
