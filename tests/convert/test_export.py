@@ -13,6 +13,7 @@ from convert.errors import ConvertError
 from convert.export import parse_imgsz
 from edge.detector import DetectSettings, Detector
 from edge.metadata import read_metadata
+from tests.boxes import iou_matrix
 from tests.convert.torch_detect import torch_detect
 
 IMGSZ = 320
@@ -23,15 +24,6 @@ MAX_SCORE_GAP = 0.05
 @pytest.fixture(scope="module")
 def models() -> Path:
     return Path(os.environ["EDGE_YOLO_TEST_MODELS"])
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(n, m) IoU of xyxy boxes."""
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod((rb - lt).clip(min=0), axis=2)
-    area = lambda x: np.prod(x[:, 2:] - x[:, :2], axis=1)  # noqa: E731
-    return inter / (area(a)[:, None] + area(b)[None, :] - inter)
 
 
 @pytest.mark.parametrize("photo", ["bus.jpg", "zidane.jpg"])
@@ -45,13 +37,13 @@ def test_tflite_agrees_with_pytorch(yolov5n, models, shared, photo, precision):
     assert len(reference) >= 2
     # every confident PyTorch detection has its twin: same label, IoU >= 0.85, score within 0.05
     confident = reference[reference.score >= 0.25 + MAX_SCORE_GAP]
-    iou = _iou(confident.xyxy, dets.xyxy) * (confident.class_id[:, None] == dets.class_id[None, :])
+    iou = iou_matrix(confident.xyxy, dets.xyxy) * (confident.class_id[:, None] == dets.class_id[None, :])
     best = iou.argmax(axis=1)
     assert (iou.max(axis=1) >= MIN_IOU).all(), iou.max(axis=1)
     np.testing.assert_allclose(dets.score[best], confident.score, atol=MAX_SCORE_GAP)
     # and nothing appears that PyTorch did not see
     extra = dets
-    twin = _iou(extra.xyxy, reference.xyxy) * (extra.class_id[:, None] == reference.class_id[None, :])
+    twin = iou_matrix(extra.xyxy, reference.xyxy) * (extra.class_id[:, None] == reference.class_id[None, :])
     assert (twin.max(axis=1) >= MIN_IOU).all(), twin.max(axis=1)
 
 

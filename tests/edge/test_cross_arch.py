@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from edge.detector import DetectSettings, Detector
+from tests.boxes import paired_iou
 
 REFERENCE_ENV = "EDGE_YOLO_X86_REFERENCE"
 PHOTOS = ("bus.jpg", "zidane.jpg")
@@ -36,15 +37,6 @@ def _detect_all(model_dir: Path, data_dir: Path) -> dict:
     return results
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    lt = np.maximum(a[:, :2], b[:, :2])
-    rb = np.minimum(a[:, 2:], b[:, 2:])
-    inter = np.prod((rb - lt).clip(min=0), axis=1)
-    area_a = np.prod(a[:, 2:] - a[:, :2], axis=1)
-    area_b = np.prod(b[:, 2:] - b[:, :2], axis=1)
-    return inter / (area_a + area_b - inter)
-
-
 def test_int8_detections_match_across_architectures(model_dir, data_dir):
     mine = _detect_all(model_dir, data_dir)
     reference_path = _reference_path(model_dir)
@@ -61,5 +53,5 @@ def test_int8_detections_match_across_architectures(model_dir, data_dir):
         # same detections in the same (score) order
         assert ours["class_id"] == theirs["class_id"], photo
         np.testing.assert_allclose(ours["score"], theirs["score"], atol=MAX_SCORE_GAP)
-        iou = _iou(np.asarray(ours["xyxy"]), np.asarray(theirs["xyxy"]))
+        iou = paired_iou(np.asarray(ours["xyxy"]), np.asarray(theirs["xyxy"]))
         assert (iou >= MIN_IOU).all(), (photo, iou)

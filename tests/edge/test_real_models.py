@@ -8,6 +8,7 @@ import pytest
 
 from edge.detector import STAGES, DetectSettings, Detector
 from edge.sources import iter_frames
+from tests.boxes import iou_matrix
 
 PRECISIONS = ["int8", "fp32", "fp16"]
 PERSON, BUS = 0, 5
@@ -45,14 +46,6 @@ def test_class_filter_keeps_only_persons(model_dir, data_dir):
     detector = Detector(model_dir / "yolov5n_320_int8.tflite", DetectSettings(classes=(PERSON,)), threads=2)
     _, dets, _ = detect_photo(detector, data_dir, "bus.jpg")
     assert len(dets) >= 3 and set(dets.class_id.tolist()) == {PERSON}
-
-
-def iou_matrix(a, b):
-    tl = np.maximum(a[:, None, :2], b[None, :, :2])
-    br = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(br - tl, 0, None), axis=2)
-    area = lambda x: np.prod(x[:, 2:] - x[:, :2], axis=1)
-    return inter / (area(a)[:, None] + area(b)[None, :] - inter)
 
 
 @pytest.mark.parametrize("photo", ["bus.jpg", "zidane.jpg"])
