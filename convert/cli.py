@@ -12,6 +12,10 @@ from convert.errors import ConvertError
 # Each module defines `NAME`, `HELP`, `add_arguments(parser)` and `run(args) -> int`.
 COMMANDS = [
     "convert.commands.export",
+    "convert.commands.prune",
+    "convert.commands.distill",
+    "convert.commands.compare_speed",
+    "convert.commands.slim",
     "convert.commands.eval",
     "convert.commands.report",
 ]

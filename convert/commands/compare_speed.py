@@ -1,0 +1,26 @@
+"""`edge-convert compare-speed`: invoke time of TFLite models measured side by side."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from convert.speed import compare_speed
+
+NAME = "compare-speed"
+HELP = "median invoke time of TFLite models, interleaved in one run, and the speed-up over the first"
+
+
+def add_arguments(p: argparse.ArgumentParser):
+    p.add_argument("--models", type=Path, nargs="+", required=True, help="TFLite files; the first is the reference")
+    p.add_argument("--runs", type=int, default=50, help="invokes per model")
+    p.add_argument("--threads", type=int, default=2, help="interpreter threads")
+
+
+def run(args) -> int:
+    timings = compare_speed(args.models, args.runs, args.threads)
+    base = timings[0].median_ms
+    print(f"{'model':40s} {'median ms':>10s} {'p90 ms':>8s} {'speed-up':>9s}", file=sys.stdout)
+    for t in timings:
+        print(f"{t.path.name:40s} {t.median_ms:10.2f} {t.p90_ms:8.2f} {base / t.median_ms:8.2f}x", file=sys.stdout)
+    return 0
