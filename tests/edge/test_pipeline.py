@@ -23,7 +23,7 @@ from edge.detector import DetectSettings, Detector
 from edge.pipeline import Pipeline, PipelineSettings
 from edge.sources_opencv import VideoFileSource
 from edge.stats import PipelineStats, parse_stats_line
-from tests.edge.edge_testing import frame_budget
+from tests.edge.edge_testing import frame_budget, time_limit
 from tests.edge.mjpeg_server import MjpegServer, jpeg_frames
 from tests.edge.notify_socket import notify_socket  # noqa: F401  (fixture)
 
@@ -129,8 +129,8 @@ def test_a_stream_that_goes_away_is_reconnected_and_detection_goes_on(int8_model
 
         server.stop()
         assert err.wait_for(lambda lines: count_containing(lines, " down: ")), err.lines
-        notify_socket.drain(quiet_s=0.5)  # a ping sent just before the stream went
-        silent = notify_socket.drain(quiet_s=1.5)
+        notify_socket.collect(time_limit(0.5))  # pings for the frames in flight when the stream went
+        silent = notify_socket.collect(time_limit(1.5))
         assert not [m for m in silent if "WATCHDOG" in m], "no watchdog ping while no frame is processed"
         records_before = len(out.lines)
         time.sleep(max(0.0, OUTAGE_S - 2.0))

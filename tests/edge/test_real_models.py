@@ -9,6 +9,7 @@ import pytest
 from edge.detector import STAGES, DetectSettings, Detector
 from edge.sources import iter_frames
 from tests.boxes import iou_matrix
+from tests.edge.edge_testing import frame_budget
 
 PRECISIONS = ["int8", "fp32", "fp16"]
 PERSON, BUS = 0, 5
@@ -64,8 +65,9 @@ def test_video_people_walking_in(model_dir, data_dir):
     """The first person walks in around frame 60 of the clip; the empty scene before gives nothing."""
     detector = Detector(model_dir / "yolov5n_320_int8.tflite", threads=2)
     video = data_dir / "data" / "video" / "one-by-one-person-detection.mp4"
+    frames = frame_budget(100, 70)
     persons = [
-        int((detector.detect(frame.image)[0].class_id == PERSON).sum()) for frame in iter_frames(video, max_frames=100)
+        int((detector.detect(frame.image)[0].class_id == PERSON).sum()) for frame in iter_frames(video, max_frames=frames)
     ]
-    assert len(persons) == 100
-    assert sum(persons[:30]) == 0 and sum(count > 0 for count in persons[60:]) >= 20, persons
+    assert len(persons) == frames
+    assert sum(persons[:30]) == 0 and sum(count > 0 for count in persons[60:]) >= (frames - 60) // 2, persons
