@@ -56,11 +56,13 @@ def run(args) -> int:
 def print_costs(title: str, rows):
     out = sys.stdout
     print(title, file=out)
-    print(f"{'':10s} {'params':>10s} {'MACs':>10s} {'GFLOPs':>7s} {'file MB':>8s}", file=out)
+    # File sizes reflect the stored precision (ultralytics checkpoints hold fp16, edge-yolo's fp32 for
+    # fine-tuning), so the fp32 weight size is printed beside them as the like-for-like figure.
+    print(f"{'':10s} {'params':>10s} {'MACs':>10s} {'GFLOPs':>7s} {'fp32 MB':>8s} {'file MB':>8s}", file=out)
     base = rows[0][1]
     for label, cost, size in rows:
         print(f"{label:10s} {cost.params / 1e6:9.3f}M {cost.macs / 1e6:9.1f}M {cost.gflops:7.3f} "
-              f"{size / 1e6:8.2f}", file=out)
+              f"{cost.params * 4 / 1e6:8.2f} {size / 1e6:8.2f}", file=out)
     for label, cost, _ in rows[1:]:
         print(f"{label}: {100 * (1 - cost.params / base.params):.1f}% fewer parameters, "
               f"{100 * (1 - cost.macs / base.macs):.1f}% fewer MACs", file=out)
