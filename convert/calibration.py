@@ -54,6 +54,20 @@ def letterboxed_rgb(path: Path, imgsz_hw: tuple[int, int]) -> np.ndarray | None:
     return canvas
 
 
+def letterboxed_images(paths: list[Path], imgsz_hw: tuple[int, int],
+                       desc: str) -> tuple[list[np.ndarray], list[Path]]:
+    """The readable images among `paths`, letterboxed, and their paths; one warning per unreadable file."""
+    images, used = [], []
+    for path in progress(paths, desc=desc):
+        canvas = letterboxed_rgb(path, imgsz_hw)
+        if canvas is None:
+            log.warning("skipping unreadable image %s", path)
+            continue
+        images.append(canvas)
+        used.append(path)
+    return images, used
+
+
 def calibration_set(folders: list[Path], imgsz_hw: tuple[int, int],
                     count: int = DEFAULT_CALIB_IMAGES) -> tuple[np.ndarray, list[Path]]:
     """`[N, H, W, 3]` float32 in [0, 1] (NHWC, as onnx2tf wants it) and the files used."""
@@ -65,14 +79,7 @@ def calibration_set(folders: list[Path], imgsz_hw: tuple[int, int],
     if len(chosen) < MIN_CALIB_IMAGES:
         log.warning("only %d calibration images (at least %d recommended): int8 accuracy may suffer; "
                     "add more images to --calib", len(chosen), MIN_CALIB_IMAGES)
-    images, used = [], []
-    for path in progress(chosen, desc="calibration images"):
-        canvas = letterboxed_rgb(path, imgsz_hw)
-        if canvas is None:
-            log.warning("skipping unreadable image %s", path)
-            continue
-        images.append(canvas)
-        used.append(path)
+    images, used = letterboxed_images(chosen, imgsz_hw, "calibration images")
     if not images:
         raise ConvertError(f"none of the {len(chosen)} calibration images could be read: check the files")
     return np.stack(images).astype(np.float32) / 255.0, used

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from convert.calibration import find_images, letterboxed_rgb
+from convert.calibration import find_images, letterboxed_images
 from convert.checkpoint import load_checkpoint, save_checkpoint
 from convert.errors import ConvertError
 from convert.progress import progress
@@ -164,13 +164,7 @@ def load_image_cache(folder: Path, imgsz_hw: tuple[int, int]) -> np.ndarray:
     if not paths:
         raise ConvertError(f"no images found in {folder}: distillation needs a folder of .jpg/.png "
                            "photos like the ones the camera will see")
-    images = []
-    for path in progress(paths, desc="loading images"):
-        canvas = letterboxed_rgb(path, imgsz_hw)
-        if canvas is None:
-            log.warning("skipping unreadable image %s", path)
-            continue
-        images.append(canvas)
+    images, _ = letterboxed_images(paths, imgsz_hw, "loading images")
     if not images:
         raise ConvertError(f"none of the {len(paths)} images in {folder} could be read: check the files")
     return np.stack(images)

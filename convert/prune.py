@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from convert.calibration import find_images, letterboxed_rgb, select_evenly
+from convert.calibration import find_images, letterboxed_images, select_evenly
 from convert.errors import ConvertError
 from convert.yolo_model import YOLOv5, build_model
 
@@ -153,8 +153,7 @@ def prune_model(model: YOLOv5, ratio: float, method: str = DEFAULT_METHOD,
 
 def stats_images(folders: list[Path], imgsz_hw: tuple[int, int], count: int = STATS_IMAGES) -> torch.Tensor:
     """`[N, 3, H, W]` letterboxed photos in [0, 1], spread evenly over the folders' images."""
-    frames = [letterboxed_rgb(p, imgsz_hw) for p in select_evenly(find_images(folders), count)]
-    frames = [f for f in frames if f is not None]
+    frames, _ = letterboxed_images(select_evenly(find_images(folders), count), imgsz_hw, "activation statistics")
     if not frames:
         raise ConvertError(f"no readable images in {', '.join(map(str, folders))}: pruning ranks channels "
                            "on real photos, pass --images FOLDER")
