@@ -25,7 +25,7 @@ from edge.detections import Detections
 from edge.errors import EdgeError
 from edge.letterbox import boxes_to_frame, letterbox_into
 from edge.metadata import FORMAT_NAME, ModelMeta, parse_metadata, read_metadata, sidecar_path
-from edge.postprocess import decode_and_nms
+from edge.postprocess import Decoder
 
 # The usual mAP protocol: keep nearly every candidate, so the precision-recall curve runs to the end.
 EVAL_CONF = 0.001
@@ -118,6 +118,8 @@ class FloatBackend(Backend):
         height, width = meta.imgsz_hw
         self.input = np.empty((height, width, 3), np.float32)
         self.scratch = np.empty((height, width, 3), np.uint8)
+        self.decoder = Decoder(meta, {s: None for s in meta.strides}, conf=EVAL_CONF, iou=EVAL_IOU,
+                               classes=self.classes, max_det=EVAL_MAX_DET, multi_label=True)
 
     def heads(self, image_hwc: np.ndarray) -> dict[int, np.ndarray]:
         """Per-stride NHWC `(1, H/s, W/s, na*(5+nc))` sigmoid maps for one float image in [0, 1]."""
@@ -126,8 +128,7 @@ class FloatBackend(Backend):
     def detect(self, frame: np.ndarray) -> Detections:
         params = letterbox_into(frame, self.input, "bgr", self.scratch)
         outputs = self.heads(self.input)
-        dets = decode_and_nms(outputs, self.meta, {s: None for s in outputs}, conf=EVAL_CONF, iou=EVAL_IOU,
-                              classes=self.classes, max_det=EVAL_MAX_DET, multi_label=True)
+        dets = self.decoder(outputs)
         return Detections(boxes_to_frame(dets.xyxy, params), dets.score, dets.class_id)
 
     def invoke_ms(self, frames: list[np.ndarray], runs: int) -> float:

@@ -12,7 +12,7 @@ from edge.detections import Detections
 from edge.errors import EdgeError
 from edge.interpreter import Model
 from edge.letterbox import boxes_to_frame, letterbox_into
-from edge.postprocess import decode_and_nms
+from edge.postprocess import Decoder
 
 MS_PER_S = 1000.0
 STAGES = ("preprocess", "invoke", "postprocess")
@@ -54,26 +54,21 @@ class Detector:
     ):
         self.model = Model(model_path, threads=threads, device=device)
         self.meta = self.model.meta
-        self.settings = settings
         self.color_order = color_order
         height, width = self.meta.imgsz_hw
         # float inputs are staged as uint8 first; int8/uint8 inputs are written in place
         self._scratch = np.empty((height, width, 3), np.uint8) if self.model.input_dtype == np.float32 else None
+        self.settings = settings
 
     @property
-    def names(self) -> tuple[str, ...]:
-        return self.meta.names
+    def settings(self) -> DetectSettings:
+        return self._settings
 
-    def detect(self, frame: np.ndarray) -> tuple[Detections, dict[str, float]]:
-        """Detections in ``frame`` pixels, and the time of each stage in ms."""
-        settings = self.settings
-        t0 = time.perf_counter()
-        params = letterbox_into(frame, self.model.input_view(), self.color_order, self._scratch)
-        t1 = time.perf_counter()
-        self.model.invoke()
-        t2 = time.perf_counter()
-        dets = decode_and_nms(
-            self.model.outputs(),
+    @settings.setter
+    def settings(self, settings: DetectSettings) -> None:
+        """New thresholds rebuild the decoder's tables once, not per frame."""
+        self._settings = settings
+        self._decoder = Decoder(
             self.meta,
             self.model.output_quantization,
             conf=settings.conf,
@@ -83,6 +78,23 @@ class Detector:
             multi_label=settings.multi_label,
             agnostic=settings.agnostic,
         )
+
+    @property
+    def decoder(self) -> Decoder:
+        return self._decoder
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self.meta.names
+
+    def detect(self, frame: np.ndarray) -> tuple[Detections, dict[str, float]]:
+        """Detections in ``frame`` pixels, and the time of each stage in ms."""
+        t0 = time.perf_counter()
+        params = letterbox_into(frame, self.model.input_view(), self.color_order, self._scratch)
+        t1 = time.perf_counter()
+        self.model.invoke()
+        t2 = time.perf_counter()
+        dets = self._decoder(self.model.outputs())
         dets = Detections(boxes_to_frame(dets.xyxy, params), dets.score, dets.class_id)
         t3 = time.perf_counter()
         timings = dict(zip(STAGES, ((t1 - t0) * MS_PER_S, (t2 - t1) * MS_PER_S, (t3 - t2) * MS_PER_S)))

@@ -83,49 +83,52 @@ def letterbox_into(
     else:
         raise ValueError(f"dst dtype must be uint8, int8 or float32, received {dst.dtype}")
 
-    _place(frame, canvas, params, color_order)
+    # int8: the padding is written already flipped, and only the picture area is flipped after
+    pad = PAD_VALUE ^ INT8_FLIP if dst.dtype == np.int8 else PAD_VALUE
+    region = _place(frame, canvas, params, color_order, pad)
 
     if dst.dtype == np.int8:
-        np.bitwise_xor(canvas, INT8_FLIP, out=canvas)
+        np.bitwise_xor(region, INT8_FLIP, out=region)
     elif dst.dtype == np.float32:
         np.divide(canvas, np.float32(PIXEL_MAX), out=dst, dtype=np.float32)
     return params
 
 
-def _place(frame: np.ndarray, canvas: np.ndarray, params: LetterboxParams, color_order: str) -> None:
-    """Resize into the centre of ``canvas`` (uint8), pad the borders, convert to RGB in place."""
+def _place(frame: np.ndarray, canvas: np.ndarray, params: LetterboxParams, color_order: str, pad: int) -> np.ndarray:
+    """Resize into the centre of ``canvas`` (uint8), pad the borders, convert to RGB; the picture area."""
     input_h, input_w = canvas.shape[:2]
     frame_w, frame_h = params.frame_wh
     resized_w = round(frame_w * params.scale_x)
     resized_h = round(frame_h * params.scale_y)
     x0, y0 = params.pad_x, params.pad_y
     x1, y1 = x0 + resized_w, y0 + resized_h
-    canvas[:y0] = PAD_VALUE
-    canvas[y1:] = PAD_VALUE
-    canvas[y0:y1, :x0] = PAD_VALUE
-    canvas[y0:y1, x1:] = PAD_VALUE
+    canvas[:y0] = pad
+    canvas[y1:] = pad
+    canvas[y0:y1, :x0] = pad
+    canvas[y0:y1, x1:] = pad
     region = canvas[y0:y1, x0:x1]
     if (resized_w, resized_h) == (frame_w, frame_h):
         region[...] = frame
     else:
         written = cv2.resize(frame, (resized_w, resized_h), dst=region, interpolation=cv2.INTER_LINEAR)
-        if not np.shares_memory(written, canvas):  # OpenCV fell back to a new array
+        if not np.may_share_memory(written, canvas):  # OpenCV fell back to a new array
             region[...] = written
     if color_order == "bgr":
         converted = cv2.cvtColor(region, cv2.COLOR_BGR2RGB, dst=region)
-        if not np.shares_memory(converted, canvas):
+        if not np.may_share_memory(converted, canvas):
             region[...] = converted
+    return region
 
 
 def boxes_to_frame(xyxy: np.ndarray, params: LetterboxParams) -> np.ndarray:
     """Map (n, 4) xyxy boxes from input pixels to frame pixels, clipped to the frame."""
-    out = np.empty_like(xyxy, dtype=np.float32)
     frame_w, frame_h = params.frame_wh
-    out[:, 0::2] = (xyxy[:, 0::2] - params.pad_x) / params.scale_x
-    out[:, 1::2] = (xyxy[:, 1::2] - params.pad_y) / params.scale_y
-    np.clip(out[:, 0::2], 0, frame_w, out=out[:, 0::2])
-    np.clip(out[:, 1::2], 0, frame_h, out=out[:, 1::2])
-    return out
+    pad = np.array([params.pad_x, params.pad_y] * 2, np.float32)
+    scale = np.array([params.scale_x, params.scale_y] * 2, np.float32)
+    out = np.subtract(xyxy, pad, dtype=np.float32)
+    out /= scale
+    np.maximum(out, 0, out=out)
+    return np.minimum(out, np.array([frame_w, frame_h] * 2, np.float32), out=out)
 
 
 def boxes_to_input(xyxy: np.ndarray, params: LetterboxParams) -> np.ndarray:

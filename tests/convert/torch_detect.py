@@ -8,7 +8,7 @@ from convert.onnx_export import SigmoidHeads
 from edge.detections import Detections
 from edge.letterbox import boxes_to_frame, letterbox_into
 from edge.metadata import parse_metadata
-from edge.postprocess import decode_and_nms
+from edge.postprocess import Decoder
 
 
 def torch_detect(model, frame_bgr: np.ndarray, imgsz: int, conf=0.25, iou=0.45) -> Detections:
@@ -22,5 +22,5 @@ def torch_detect(model, frame_bgr: np.ndarray, imgsz: int, conf=0.25, iou=0.45) 
         "format": "edge-yolo", "layout_version": 1, "imgsz": [imgsz, imgsz], "precision": "fp32",
         "strides": model.strides, "anchors": model.anchors_px.tolist(), "nc": model.detect.nc,
         "names": list(model.names)})
-    dets = decode_and_nms(outputs, meta, {s: None for s in outputs}, conf=conf, iou=iou)
+    dets = Decoder(meta, {s: None for s in outputs}, conf=conf, iou=iou)(outputs)
     return Detections(boxes_to_frame(dets.xyxy, params), dets.score, dets.class_id)

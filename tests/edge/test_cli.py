@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -144,6 +147,18 @@ def test_bench_prints_the_figures(int8_model, photos):
         assert len(row) == 3 and float(row[1]) > 0 and float(row[2]) >= float(row[1])
     for figure in ("FPS", "peak RSS", "MB", "(pre+post)/invoke"):
         assert figure in out
+
+
+def test_overhead_bench_prints_its_figures(int8_model, data_dir):
+    script = Path(__file__).resolve().parents[1] / "bench_overhead.py"
+    env = {**os.environ, "EDGE_YOLO_DATA": str(data_dir)}
+    result = subprocess.run([sys.executable, str(script), "--model", str(int8_model), "--frames", "5"],
+                            capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "medians of 5 frames" in result.stdout
+    assert re.search(r"resize alone .*: \d+ µs", result.stdout), result.stdout
+    match = re.search(r"decode \+ NMS: (\d+) µs right after invoke, (\d+) µs repeated", result.stdout)
+    assert match and int(match[1]) > 0 and int(match[2]) > 0, result.stdout
 
 
 def test_bench_wrong_imgsz(int8_model, photos):

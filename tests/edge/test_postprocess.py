@@ -1,4 +1,4 @@
-"""decode_and_nms and nms against plain reference implementations written with loops."""
+"""Decoder and nms against plain reference implementations written with loops."""
 
 from __future__ import annotations
 
@@ -6,11 +6,15 @@ import numpy as np
 import pytest
 
 from edge.interpreter import Quantization
-from edge.postprocess import decode_and_nms, nms, quantized_threshold
+from edge.postprocess import Decoder, nms, quantized_threshold
 from edge_testing import INT8_OUTPUT_SCALE, INT8_OUTPUT_ZERO_POINT, make_meta, random_raw_outputs
 
 QUANT = Quantization(INT8_OUTPUT_SCALE, INT8_OUTPUT_ZERO_POINT)
 BOX_ATOL_PX = 1e-3
+
+
+def decode_and_nms(outputs, meta, quant, **settings):
+    return Decoder(meta, quant, **settings)(outputs)
 
 
 # ---------------------------------------------------------------- reference (slow on purpose)
@@ -222,3 +226,22 @@ def test_conf_above_every_int8_value_passes_nothing():
     meta = make_meta()
     outputs = random_raw_outputs(meta, np.random.default_rng(1), obj_high_fraction=1.0)
     assert len(decode_and_nms(outputs, meta, int8_quant(outputs), conf=0.999)) == 0
+
+
+@pytest.mark.parametrize("matrix_max", [0, 10_000], ids=["row-by-row", "pairwise-matrix"])
+@pytest.mark.parametrize("n, num_classes, agnostic", [(40, 3, False), (250, 80, False), (600, 2, True)])
+def test_both_nms_paths_match_reference(monkeypatch, matrix_max, n, num_classes, agnostic):
+    """The pairwise-matrix path (few candidates) and the row-by-row path (many) keep the same boxes."""
+    import edge.postprocess
+
+    monkeypatch.setattr(edge.postprocess, "MATRIX_NMS_MAX", matrix_max)
+    rng = np.random.default_rng(n * 7 + num_classes)
+    corner = rng.uniform(0, 300, (n, 2))
+    boxes = np.concatenate([corner, corner + rng.uniform(0, 90, (n, 2))], axis=1).astype(np.float32)
+    boxes[::17, 2:] = boxes[::17, :2]  # some zero-area boxes
+    scores = rng.integers(1, 30, n).astype(np.float32) / 30
+    classes = rng.integers(0, num_classes, n)
+    keep = nms(boxes, scores, None if agnostic else classes, 0.45, 300)
+    expected = reference_nms(boxes.tolist(), scores.tolist(), classes.tolist(), 0.45, 300, agnostic)
+    assert len(expected) > 1
+    assert keep.tolist() == expected
