@@ -6,7 +6,8 @@ share, and this run isolates them:
 - the resize inside the letterbox (``cv2.resize`` of the photo to the input size, alone);
 - decode + NMS right after ``invoke()`` against the same call repeated at once on the same
   outputs: the inference evicts the caches, and every numpy call pays to bring its code and data
-  back, so the first figure is what a frame costs and the gap is the price of each numpy call.
+  back, so the first figure is what a frame costs and the gap is the price of each numpy call;
+- the least any decoder must do after ``invoke()``: one pass over the objectness of every row.
 
     python tests/bench_overhead.py --model M.tflite [--frames 300] [--threads N]
 """
@@ -27,12 +28,18 @@ sys.path.insert(0, str(REPO))
 from edge.bench import _cycle_images, default_bench_images  # noqa: E402
 from edge.detector import Detector  # noqa: E402
 from edge.letterbox import letterbox_into, letterbox_params  # noqa: E402
+from edge.postprocess import OBJ_CHANNEL, quantized_threshold  # noqa: E402
 
 US_PER_S = 1e6
 
 
 def median_us(seconds: list[float]) -> float:
     return float(np.median(seconds)) * US_PER_S
+
+
+def objectness_pass(outputs: dict[int, np.ndarray], thresholds: dict, channels: int) -> list[np.ndarray]:
+    """The rows of each level whose raw objectness reaches its threshold (what every decode starts with)."""
+    return [np.flatnonzero(raw.reshape(-1, channels)[:, OBJ_CHANNEL] >= thresholds[stride]) for stride, raw in outputs.items()]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,7 +53,15 @@ def main(argv: list[str] | None = None) -> int:
     model, decode = detector.model, detector.decoder
     height, width = detector.meta.imgsz_hw
     images = _cycle_images(default_bench_images())
-    resize, after_invoke, repeated = [], [], []
+    conf, quant = detector.settings.conf, model.output_quantization
+    channels = detector.meta.channels_per_anchor
+    model.invoke()
+    outputs = model.outputs()  # their dtypes, for the raw objectness thresholds
+    thresholds = {stride: conf if quant[stride] is None else
+                  quantized_threshold(conf, quant[stride].scale, quant[stride].zero_point, raw.dtype.name)
+                  for stride, raw in outputs.items()}
+    del outputs
+    resize, after_invoke, repeated, scan = [], [], [], []
     for _ in range(args.frames):
         frame = next(images)
         params = letterbox_params((frame.shape[1], frame.shape[0]), (width, height))
@@ -63,10 +78,18 @@ def main(argv: list[str] | None = None) -> int:
             decode(outputs)
             times.append(time.perf_counter() - start)
         del outputs  # the interpreter refuses to invoke while views of its buffers are alive
+
+        model.invoke()
+        outputs = model.outputs()
+        start = time.perf_counter()
+        objectness_pass(outputs, thresholds, channels)
+        scan.append(time.perf_counter() - start)
+        del outputs
     cold, warm = median_us(after_invoke), median_us(repeated)
     print(f"medians of {args.frames} frames")
     print(f"resize alone (cv2.resize to the input size): {median_us(resize):.0f} µs")
     print(f"decode + NMS: {cold:.0f} µs right after invoke, {warm:.0f} µs repeated on the same outputs ({cold / warm:.1f}x)")
+    print(f"objectness pass alone, right after invoke: {median_us(scan):.0f} µs")
     return 0
 
 

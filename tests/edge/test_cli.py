@@ -159,6 +159,7 @@ def test_overhead_bench_prints_its_figures(int8_model, data_dir):
     assert re.search(r"resize alone .*: \d+ µs", result.stdout), result.stdout
     match = re.search(r"decode \+ NMS: (\d+) µs right after invoke, (\d+) µs repeated", result.stdout)
     assert match and int(match[1]) > 0 and int(match[2]) > 0, result.stdout
+    assert re.search(r"objectness pass alone, right after invoke: \d+ µs", result.stdout), result.stdout
 
 
 def test_bench_wrong_imgsz(int8_model, photos):
