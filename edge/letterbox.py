@@ -33,6 +33,12 @@ class LetterboxParams:
     pad_y: int
     frame_wh: tuple[int, int]
 
+    @property
+    def resized_wh(self) -> tuple[int, int]:
+        """(width, height) the frame is resized to inside the input."""
+        frame_w, frame_h = self.frame_wh
+        return round(frame_w * self.scale_x), round(frame_h * self.scale_y)
+
 
 def letterbox_params(frame_wh: tuple[int, int], input_wh: tuple[int, int]) -> LetterboxParams:
     """Placement of a (width, height) frame in a (width, height) input."""
@@ -96,10 +102,7 @@ def letterbox_into(
 
 def _place(frame: np.ndarray, canvas: np.ndarray, params: LetterboxParams, color_order: str, pad: int) -> np.ndarray:
     """Resize into the centre of ``canvas`` (uint8), pad the borders, convert to RGB; the picture area."""
-    input_h, input_w = canvas.shape[:2]
-    frame_w, frame_h = params.frame_wh
-    resized_w = round(frame_w * params.scale_x)
-    resized_h = round(frame_h * params.scale_y)
+    resized_w, resized_h = params.resized_wh
     x0, y0 = params.pad_x, params.pad_y
     x1, y1 = x0 + resized_w, y0 + resized_h
     canvas[:y0] = pad
@@ -107,7 +110,7 @@ def _place(frame: np.ndarray, canvas: np.ndarray, params: LetterboxParams, color
     canvas[y0:y1, :x0] = pad
     canvas[y0:y1, x1:] = pad
     region = canvas[y0:y1, x0:x1]
-    if (resized_w, resized_h) == (frame_w, frame_h):
+    if (resized_w, resized_h) == params.frame_wh:
         region[...] = frame
     else:
         written = cv2.resize(frame, (resized_w, resized_h), dst=region, interpolation=cv2.INTER_LINEAR)

@@ -105,26 +105,26 @@ class Decoder:
         self.class_ids = None if classes is None else np.asarray(classes, dtype=np.int64)
         self.class_columns = None if classes is None else FIRST_CLASS_CHANNEL + self.class_ids
         self._tables = {stride: decode_table(meta, stride) for stride in meta.strides}
-        self._thresholds: dict[tuple[int, str], int | np.float32] = {}
-        self._luts: dict[tuple[int, str], np.ndarray] = {}
+        self._levels: dict[tuple[int, str], tuple[int | np.float32, np.ndarray | None]] = {}
 
-    def _level_constants(self, stride: int, dtype: np.dtype) -> tuple[int | np.float32, np.ndarray | None]:
-        """Raw objectness threshold and look-up table of one level, computed on first sight."""
+    def level_constants(self, stride: int, dtype: np.dtype) -> tuple[int | np.float32, np.ndarray | None]:
+        """Raw objectness threshold and dequantisation look-up table (None for float outputs) of one
+        level, computed on first sight of its output dtype."""
         key = (stride, dtype.str)
-        if key not in self._thresholds:
+        if key not in self._levels:
             quant = self.quant.get(stride)
             if quant is None or dtype.kind == "f":
-                self._thresholds[key], self._luts[key] = self.conf, None
+                self._levels[key] = (self.conf, None)
             else:
-                self._thresholds[key] = quantized_threshold(float(self.conf), quant.scale, quant.zero_point, dtype.name)
-                self._luts[key] = dequantize_table(quant, dtype)
-        return self._thresholds[key], self._luts[key]
+                threshold = quantized_threshold(float(self.conf), quant.scale, quant.zero_point, dtype.name)
+                self._levels[key] = (threshold, dequantize_table(quant, dtype))
+        return self._levels[key]
 
     def __call__(self, outputs_by_stride: Mapping[int, np.ndarray]) -> Detections:
         """Detections (xyxy in input pixels, best first) from per-stride raw (1, H/s, W/s, na*(5+nc)) maps."""
         values, tables = [], []
         for stride, raw in outputs_by_stride.items():
-            threshold, lut = self._level_constants(stride, raw.dtype)
+            threshold, lut = self.level_constants(stride, raw.dtype)
             rows = raw.reshape(-1, self.meta.channels_per_anchor)
             hits = np.flatnonzero(rows[:, OBJ_CHANNEL] >= threshold)
             if hits.size:
