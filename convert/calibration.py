@@ -13,7 +13,7 @@ import numpy as np
 
 from convert.errors import ConvertError
 from convert.progress import progress
-from edge.letterbox import letterbox_into
+from edge.detect.letterbox import letterbox_into
 
 log = logging.getLogger(__name__)
 

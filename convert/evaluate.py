@@ -1,7 +1,7 @@
 """mAP of a model on a YOLO-format data set, with one pipeline whatever the model file.
 
 PyTorch, ONNX and TFLite models differ only in how the input becomes per-stride sigmoid maps.
-Everything else is the device's own code: `edge.letterbox` places the frame, `edge.postprocess`
+Everything else is the device's own code: `edge.detect.letterbox` places the frame, `edge.detect.postprocess`
 decodes and suppresses, and a `.tflite` runs through `edge.detector.Detector` itself. The figure
 is therefore the accuracy of what ships, and a gap between two rows is the model's, not the
 pipeline's. mAP itself comes from pycocotools.
@@ -21,11 +21,11 @@ import numpy as np
 from convert.dataset import COCO_ID_OFFSET, Sample, coco_detections, coco_ground_truth, read_image
 from convert.errors import ConvertError
 from convert.progress import progress
-from edge.detections import Detections
+from edge.detect.detections import Detections
 from edge.errors import EdgeError
-from edge.letterbox import boxes_to_frame, letterbox_into
-from edge.metadata import FORMAT_NAME, ModelMeta, parse_metadata, read_metadata, sidecar_path
-from edge.postprocess import Decoder
+from edge.detect.letterbox import boxes_to_frame, letterbox_into
+from edge.model.metadata import FORMAT_NAME, ModelMeta, parse_metadata, read_metadata, sidecar_path
+from edge.detect.postprocess import Decoder
 
 # The usual mAP protocol: keep nearly every candidate, so the precision-recall curve runs to the end.
 EVAL_CONF = 0.001
@@ -85,7 +85,7 @@ class TFLiteBackend(Backend):
     kind = "tflite"
 
     def __init__(self, path: Path, classes: list[int] | None, threads: int):
-        from edge.detector import DetectSettings, Detector
+        from edge.detect.detector import DetectSettings, Detector
 
         try:
             self.detector = Detector(path, DetectSettings(conf=EVAL_CONF, iou=EVAL_IOU, max_det=EVAL_MAX_DET,

@@ -16,7 +16,7 @@ from convert.checkpoint import LoadedCheckpoint, load_checkpoint
 from convert.errors import ConvertError
 from convert.onnx_export import INPUT_NAME, SigmoidHeads, export_onnx
 from convert.tflite_export import QuantSettings, run_onnx2tf
-from edge.metadata import FORMAT_NAME, write_metadata
+from edge.model.metadata import FORMAT_NAME, write_metadata
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ def _check_onnx(onnx_path: Path, images_nhwc: np.ndarray, reference: list[np.nda
 
 def _run_tflite(path: Path, images_nhwc: np.ndarray) -> dict[int, np.ndarray]:
     """Outputs of a TFLite file on float images, dequantized, keyed by stride."""
-    from edge.interpreter import load_interpreter
+    from edge.model.interpreter import load_interpreter
 
     interpreter = load_interpreter(path, threads=2)
     interpreter.allocate_tensors()
@@ -148,7 +148,7 @@ def _check_tflite(path: Path, precision: str, images_nhwc: np.ndarray, reference
 
 
 def _tensor_quantization(path: Path) -> dict:
-    from edge.interpreter import load_interpreter
+    from edge.model.interpreter import load_interpreter
 
     interpreter = load_interpreter(path, threads=1)
     tensors = {}

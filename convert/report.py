@@ -20,7 +20,7 @@ from convert.dataset import read_dataset, read_image
 from convert.errors import ConvertError
 from convert.evaluate import EVAL_CONF, EVAL_IOU, EVAL_MAX_DET, EvalResult, evaluate, open_backend
 from edge.errors import EdgeError
-from edge.metadata import read_metadata, sidecar_path, write_metadata
+from edge.model.metadata import read_metadata, sidecar_path, write_metadata
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ class Timing:
 
 def _ready(path: Path, threads: int):
     from edge.errors import EdgeError
-    from edge.interpreter import load_interpreter
+    from edge.model.interpreter import load_interpreter
 
     try:
         interpreter = load_interpreter(path, threads=threads)

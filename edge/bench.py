@@ -10,9 +10,9 @@ from typing import Sequence
 
 import numpy as np
 
-from edge.detector import STAGES, Detector
+from edge.detect.detector import STAGES, Detector
 from edge.errors import EdgeError
-from edge.sources import image_paths, read_image
+from edge.sources.images import image_paths, read_image
 
 DATA_ENV = "EDGE_YOLO_DATA"
 DEFAULT_IMAGE_DIRS = ("data/photos", "data/coco-train130/images")

@@ -43,9 +43,9 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
 
 
 def detect_parser() -> argparse.ArgumentParser:
-    from edge.capture import DEFAULT_STALL_TIMEOUT_S
-    from edge.pipeline import DEFAULT_STATS_INTERVAL_S
-    from edge.sinks import DEFAULT_JSON_BACKUPS, DEFAULT_JSON_MAX_MB
+    from edge.service.capture import DEFAULT_STALL_TIMEOUT_S
+    from edge.service.pipeline import DEFAULT_STATS_INTERVAL_S
+    from edge.sinks.jsonlines import DEFAULT_JSON_BACKUPS, DEFAULT_JSON_MAX_MB
 
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -85,7 +85,7 @@ def detect_parser() -> argparse.ArgumentParser:
 
 def _add_integrations(parser: argparse.ArgumentParser) -> None:
     from edge.config import add_config_arguments
-    from edge.mqtt_sink import add_mqtt_arguments
+    from edge.cli_mqtt import add_mqtt_arguments
 
     add_mqtt_arguments(parser)
     add_config_arguments(parser)
@@ -111,8 +111,8 @@ def bench_parser() -> argparse.ArgumentParser:
 
 
 def _build_detector(args: argparse.Namespace):
-    from edge.detector import DetectSettings, Detector
-    from edge.metadata import class_ids_from
+    from edge.detect.detector import DetectSettings, Detector
+    from edge.model.metadata import class_ids_from
 
     settings = DetectSettings(conf=args.conf, iou=args.iou, max_det=args.max_det)
     detector = Detector(args.model, settings, threads=args.threads, device=args.device)
@@ -122,7 +122,7 @@ def _build_detector(args: argparse.Namespace):
 
 
 def _json_sink(args: argparse.Namespace, names):
-    from edge.sinks import BYTES_PER_MB, JsonLinesSink, RotatingJsonFile
+    from edge.sinks.jsonlines import BYTES_PER_MB, JsonLinesSink, RotatingJsonFile
 
     if args.json_out == STDOUT:
         return JsonLinesSink(sys.stdout, names)
@@ -130,7 +130,7 @@ def _json_sink(args: argparse.Namespace, names):
 
 
 def _save_sink(args: argparse.Namespace, names, fps: float | None):
-    from edge.sinks import AnnotatedImageSink, AnnotatedVideoSink, is_video_path
+    from edge.sinks.saved import AnnotatedImageSink, AnnotatedVideoSink, is_video_path
 
     if is_video_path(args.save):
         return AnnotatedVideoSink(args.save, names, fps)
@@ -138,13 +138,13 @@ def _save_sink(args: argparse.Namespace, names, fps: float | None):
 
 
 def run_detect(args: argparse.Namespace) -> int:
-    from edge.capture import Capture, CaptureSettings, Mailbox
-    from edge.mqtt_sink import mqtt_sink_from_args
-    from edge.pipeline import Pipeline, PipelineSettings, stop_on_signals
-    from edge.sdnotify import Notifier, WatchdogPacer
+    from edge.service.capture import Capture, CaptureSettings, Mailbox
+    from edge.cli_mqtt import mqtt_sink_from_args
+    from edge.service.pipeline import Pipeline, PipelineSettings, stop_on_signals
+    from edge.service.sdnotify import Notifier, WatchdogPacer
     from edge.sources import open_source
-    from edge.sources_opencv import VideoFileSource
-    from edge.stats import PipelineStats
+    from edge.sources.opencv import VideoFileSource
+    from edge.service.stats import PipelineStats
 
     source = open_source(camera=args.camera, source=args.source, stall_timeout_s=args.stall_timeout)
     if source.live and (args.loop or args.realtime):
@@ -186,7 +186,7 @@ def run_detect(args: argparse.Namespace) -> int:
 
 def run_bench(args: argparse.Namespace) -> int:
     from edge.bench import default_bench_images, run_bench as bench
-    from edge.sources import image_paths
+    from edge.sources.images import image_paths
 
     detector = _build_detector(args)
     if args.imgsz:

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.detections import Detections
-from edge.mqtt_sink import DEFAULT_QUEUE_MAX, DEFAULT_SPOOL_MAX, MqttSettings, MqttSink
+from edge.detect.detections import Detections
+from edge.sinks.mqtt import DEFAULT_QUEUE_MAX, DEFAULT_SPOOL_MAX, MqttSettings, MqttSink
 from edge.sources import Frame, iter_frames
 
 REPO = Path(__file__).resolve().parent.parent
@@ -45,7 +45,7 @@ def workload() -> tuple[list[tuple[Frame, Detections]], tuple[str, ...], str]:
     models = os.environ.get(MODELS_ENV)
     video = Path(os.environ.get("EDGE_YOLO_DATA") or REPO.parent / "shared") / VIDEO
     if models and (Path(models) / INT8_MODEL).is_file() and video.is_file():
-        from edge.detector import Detector
+        from edge.detect.detector import Detector
 
         detector = Detector(Path(models) / INT8_MODEL)
         frames = list(iter_frames(video))

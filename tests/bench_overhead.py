@@ -26,9 +26,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from edge.bench import _cycle_images, default_bench_images  # noqa: E402
-from edge.detector import Detector  # noqa: E402
-from edge.letterbox import letterbox_into, letterbox_params  # noqa: E402
-from edge.postprocess import OBJ_CHANNEL  # noqa: E402
+from edge.detect.detector import Detector  # noqa: E402
+from edge.detect.letterbox import letterbox_into, letterbox_params  # noqa: E402
+from edge.detect.postprocess import OBJ_CHANNEL  # noqa: E402
 
 US_PER_S = 1e6
 

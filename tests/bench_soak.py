@@ -23,7 +23,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from edge.stats import parse_stats_line  # noqa: E402
+from edge.service.stats import parse_stats_line  # noqa: E402
 
 DEFAULT_FRAMES = 10_000
 DEFAULT_VIDEO = "data/video/car-detection.mp4"

@@ -21,7 +21,7 @@ DEFAULT_CACHE = Path("/var/cache/edge-yolo")
 # Everything that decides the bytes of a converted model.
 KEY_SOURCES = [
     "convert/yolo_model.py", "convert/checkpoint.py", "convert/onnx_export.py", "convert/tflite_export.py",
-    "convert/export.py", "convert/calibration.py", "edge/letterbox.py", "edge/metadata.py", "pyproject.toml",
+    "convert/export.py", "convert/calibration.py", "edge/detect/letterbox.py", "edge/model/metadata.py", "pyproject.toml",
 ]
 KEY_VERSION = "1"
 

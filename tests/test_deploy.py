@@ -273,7 +273,7 @@ def test_prefix_install_builds_a_working_virtualenv_offline(tmp_path, model):
     assert entry.read_text().splitlines()[0] == f"#!{venv}/bin/python"
     # without the runtime wheels only the standard-library modules import; the package is the one built
     probe = subprocess.run([str(venv / "bin/python"), "-c",
-                            "import importlib.metadata as m, edge.config, edge.sdnotify; print(m.version('edge-yolo'))"],
+                            "import importlib.metadata as m, edge.config, edge.redact; print(m.version('edge-yolo'))"],
                            capture_output=True, text=True, timeout=60)
     assert (probe.returncode, probe.stdout.strip()) == (0, tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["version"]), probe.stderr
 

@@ -13,7 +13,7 @@ from convert.dataset import coco_ground_truth, read_dataset
 from convert.errors import ConvertError
 from convert.evaluate import coco_map, evaluate, open_backend, run_detections
 from convert.report import DataSpec, build_report, write_report
-from edge.metadata import read_metadata
+from edge.model.metadata import read_metadata
 
 MODELS_ENV = "EDGE_YOLO_TEST_MODELS"
 NC = 80

@@ -11,8 +11,8 @@ import pytest
 from convert.calibration import calibration_set
 from convert.errors import ConvertError
 from convert.export import parse_imgsz
-from edge.detector import DetectSettings, Detector
-from edge.metadata import read_metadata
+from edge.detect.detector import DetectSettings, Detector
+from edge.model.metadata import read_metadata
 from tests.boxes import iou_matrix
 from tests.convert.torch_detect import torch_detect
 

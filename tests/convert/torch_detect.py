@@ -5,10 +5,10 @@ import numpy as np
 import torch
 
 from convert.onnx_export import SigmoidHeads
-from edge.detections import Detections
-from edge.letterbox import boxes_to_frame, letterbox_into
-from edge.metadata import parse_metadata
-from edge.postprocess import Decoder
+from edge.detect.detections import Detections
+from edge.detect.letterbox import boxes_to_frame, letterbox_into
+from edge.model.metadata import parse_metadata
+from edge.detect.postprocess import Decoder
 
 
 def torch_detect(model, frame_bgr: np.ndarray, imgsz: int, conf=0.25, iou=0.45) -> Detections:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 
-from edge.metadata import ModelMeta, parse_metadata
+from edge.model.metadata import ModelMeta, parse_metadata
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 EMULATION_ENV = "EDGE_YOLO_EMULATION"  # set by tests/aarch64/run.sh
 EMULATED = os.environ.get(EMULATION_ENV) == "qemu-user"

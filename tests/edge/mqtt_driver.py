@@ -18,8 +18,8 @@ import time
 
 import numpy as np
 
-from edge.detections import Detections
-from edge.mqtt_sink import MqttSettings, MqttSink
+from edge.detect.detections import Detections
+from edge.sinks.mqtt import MqttSettings, MqttSink
 from edge.sources import Frame
 
 NAMES = ("person", "bicycle", "car")

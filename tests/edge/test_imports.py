@@ -21,5 +21,5 @@ print(json.dumps({"modules": names, "loaded": sorted(m for m in sys.modules if m
 def test_importing_every_edge_module_loads_neither_torch_nor_tensorflow():
     result = subprocess.run([sys.executable, "-c", PROBE % (FORBIDDEN,)], capture_output=True, text=True, check=True)
     report = json.loads(result.stdout)
-    assert {"edge.cli", "edge.detector", "edge.interpreter", "edge.postprocess"} <= set(report["modules"])
+    assert {"edge.cli", "edge.detect.detector", "edge.model.interpreter", "edge.detect.postprocess"} <= set(report["modules"])
     assert report["loaded"] == []

@@ -1,0 +1,163 @@
+"""The inference loop: newest frame from the capture mailbox → detector → sinks, until stopped.
+
+It owns the run's lifecycle: READY to systemd once running, a watchdog ping per processed frame
+(so a stalled camera or interpreter stops the pings), periodic stats to the log and the sinks,
+and a clean stop on SIGINT/SIGTERM: the frame in flight is finished, sinks are flushed, and the
+process exits 0 well within systemd's stop timeout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Iterator, Sequence
+
+from edge.detect.detector import Detector
+from edge.service.capture import Capture
+from edge.service.stats import PipelineStats, format_snapshot
+from edge.sinks.base import Sink
+from edge.sources.base import Frame
+
+log = logging.getLogger(__name__)
+
+DEFAULT_STATS_INTERVAL_S = 60.0
+STATUS_INTERVAL_S = 5.0  # systemctl status refresh; cheap, one datagram
+TAKE_TIMEOUT_S = 0.1  # how often the loop looks up from an empty mailbox (stop requests, stats)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class _Silent:
+    """Stands in for the systemd notifier and watchdog pacer when none is given."""
+
+    def __getattr__(self, name: str):
+        return lambda *args, **kwargs: False
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    max_frames: int | None = None  # stop after this many processed frames
+    max_fps: float | None = None  # at most this many inferences per second
+    stats_interval_s: float = DEFAULT_STATS_INTERVAL_S  # 0: no periodic stats (the final line is always logged)
+
+
+class Pipeline:
+    """One detector, one capture, any sinks. ``run()`` returns the final stats snapshot."""
+
+    def __init__(self, detector: Detector, capture: Capture, sinks: Sequence[Sink], stats: PipelineStats,
+                 settings: PipelineSettings = PipelineSettings(), notifier=None, watchdog=None):
+        self.detector = detector
+        self.capture = capture
+        self.sinks = list(sinks)
+        self.stats = stats
+        self.settings = settings
+        self.notifier = notifier or _Silent()
+        self.watchdog = watchdog or _Silent()
+        self._stop = threading.Event()
+        self._status_t = time.monotonic()
+        self._status_processed = 0
+
+    def request_stop(self) -> None:
+        """Safe from a signal handler: only sets a flag the loop checks between frames."""
+        self._stop.set()
+
+    def run(self) -> dict[str, Any]:
+        self.capture.start()
+        self.notifier.ready(f"running on {self.capture.source.name}")
+        try:
+            self._loop()
+        finally:
+            self.notifier.stopping()
+            final = self._shut_down()
+        return final
+
+    def _loop(self) -> None:
+        settings = self.settings
+        counters = self.stats.counters
+        period_s = 1.0 / settings.max_fps if settings.max_fps else 0.0
+        next_slot = 0.0
+        next_stats = time.monotonic() + settings.stats_interval_s if settings.stats_interval_s > 0 else None
+        while not self._stop.is_set():
+            wait = next_slot - time.monotonic()
+            if wait > 0 and self._stop.wait(wait):
+                break
+            frame = self.capture.mailbox.take(TAKE_TIMEOUT_S)
+            now = time.monotonic()
+            if next_stats is not None and now >= next_stats:
+                self._emit_stats()
+                next_stats = now + settings.stats_interval_s
+            if now - self._status_t >= STATUS_INTERVAL_S:
+                self._send_status(now)
+            if frame is None:
+                if self.capture.mailbox.finished:
+                    break
+                continue
+            next_slot = now + period_s
+            self._process(frame)
+            if settings.max_frames is not None and counters.processed >= settings.max_frames:
+                break
+
+    def _process(self, frame: Frame) -> None:
+        dets, stage_ms = self.detector.detect(frame.image)
+        for sink in self.sinks:
+            sink.write(frame, dets)
+        self.stats.counters.processed += 1
+        self.stats.record_latency(stage_ms)
+        self.watchdog.frame_processed()
+
+    def _emit_stats(self, final: bool = False) -> dict[str, Any]:
+        snapshot = self.stats.snapshot(final=final)
+        log.info("%s", format_snapshot(snapshot))
+        for sink in self.sinks:
+            sink.stats(snapshot)
+        return snapshot
+
+    def _send_status(self, now: float) -> None:
+        counters = self.stats.counters
+        fps = (counters.processed - self._status_processed) / max(now - self._status_t, 1e-9)
+        self.notifier.status(f"{fps:.1f} fps, {counters.processed} frames, {counters.dropped} dropped, "
+                             f"source {'up' if counters.source_up else 'down'}, {counters.reconnects} reconnects")
+        self._status_t, self._status_processed = now, counters.processed
+
+    def _shut_down(self) -> dict[str, Any]:
+        """Stop capture, count a frame left in the mailbox as dropped, report, flush every sink."""
+        self.capture.stop()
+        self.capture.mailbox.discard()
+        final = self.stats.snapshot(final=True)
+        log.info("%s", format_snapshot(final))
+        for sink in self.sinks:
+            try:
+                sink.stats(final)
+            except Exception as exc:  # one sink failing must not keep the others from flushing
+                log.warning("%s.stats() failed at shutdown: %s", type(sink).__name__, exc)
+        for sink in self.sinks:
+            try:
+                sink.close()
+            except Exception as exc:
+                log.warning("%s.close() failed: %s", type(sink).__name__, exc)
+        return final
+
+
+@contextlib.contextmanager
+def stop_on_signals(stop) -> Iterator[None]:
+    """SIGINT/SIGTERM call ``stop()``; a second one interrupts for real (KeyboardInterrupt), for a stuck run."""
+    previous = {}
+    received = []
+
+    def handle(signum, _frame) -> None:
+        if received:
+            raise KeyboardInterrupt
+        received.append(signum)
+        log.info("%s received: stopping", signal.Signals(signum).name)
+        stop()
+
+    for signum in STOP_SIGNALS:
+        previous[signum] = signal.signal(signum, handle)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

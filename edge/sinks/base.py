@@ -1,0 +1,19 @@
+"""The interface every sink implements; the pipeline calls it, never the capture thread."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from edge.detect.detections import Detections
+from edge.sources.base import Frame
+
+
+class Sink(Protocol):
+    """``write`` per processed frame, ``stats`` with each periodic snapshot (ignored where there is
+    nowhere to put it), ``close`` once at shutdown to flush."""
+
+    def write(self, frame: Frame, dets: Detections) -> None: ...
+
+    def stats(self, snapshot: dict[str, Any]) -> None: ...
+
+    def close(self) -> None: ...
