@@ -86,8 +86,10 @@ class TFLiteBackend(Backend):
 
     def __init__(self, path: Path, classes: list[int] | None, threads: int):
         from edge.detect.detector import DetectSettings, Detector
+        from edge.model.metadata import read_metadata
 
         try:
+            check_class_range(classes, read_metadata(path).nc, path)
             self.detector = Detector(path, DetectSettings(conf=EVAL_CONF, iou=EVAL_IOU, max_det=EVAL_MAX_DET,
                                                           multi_label=True, classes=_tuple(classes)),
                                      threads=threads)
@@ -238,11 +240,14 @@ def open_backend(path: Path, imgsz=None, classes: list[int] | None = None, threa
     if imgsz is not None and suffix != ".pt" and parse_imgsz(imgsz) != backend.meta.imgsz_hw:
         raise ConvertError(f"{path.name} takes {backend.meta.imgsz_hw[0]}x{backend.meta.imgsz_hw[1]} input, "
                            f"not --imgsz {imgsz}: a converted model has a fixed size")
-    if classes is not None:
-        wrong = [c for c in classes if not 0 <= c < backend.meta.nc]
-        if wrong:
-            raise ConvertError(f"--classes {wrong[0]} is out of range: {path.name} has classes 0..{backend.meta.nc - 1}")
+    check_class_range(classes, backend.meta.nc, path)
     return backend
+
+
+def check_class_range(classes: list[int] | None, nc: int, path: Path) -> None:
+    wrong = [c for c in classes or () if not 0 <= c < nc]
+    if wrong:
+        raise ConvertError(f"--classes {wrong[0]} is out of range: {path.name} has classes 0..{nc - 1}")
 
 
 def run_detections(backend: Backend, samples: list[Sample], desc: str | None = None) -> tuple[list[tuple[int, int]], list[dict]]:

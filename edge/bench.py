@@ -6,12 +6,13 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import numpy as np
 
 from edge.detect.detector import STAGES, Detector
-from edge.errors import EdgeError
+from edge.errors import EdgeError, InvalidSetting
+from edge.fields import check_fields, setting
 from edge.sources.images import image_paths, read_image
 
 DATA_ENV = "EDGE_YOLO_DATA"
@@ -20,6 +21,35 @@ WARMUP_FRAMES = 5  # first invokes pay for allocation and XNNPACK packing
 PERCENTILE_P90 = 90
 KIB = 1024
 MS_PER_S = 1000.0
+DEFAULT_BENCH_FRAMES = 100
+MAX_BENCH_FRAMES = 1_000_000
+MAX_IMGSZ = 8192
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    TITLE: ClassVar[str] = "benchmark"
+
+    imgsz: tuple[int, ...] | None = setting(None, help="expected model input size (H [W]); fail if the model's differs",
+                                            metavar="PX", low=1, high=MAX_IMGSZ)
+    frames: int = setting(DEFAULT_BENCH_FRAMES, help="timed frames", low=1, high=MAX_BENCH_FRAMES)
+    images: Path | None = setting(None, help="folder of images", metavar="DIR",
+                                  default_text="photos and coco-train130 from $EDGE_YOLO_DATA or ../shared")
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        if self.imgsz is not None and len(self.imgsz) > 2:
+            raise InvalidSetting("imgsz", f"takes H or H W, received {len(self.imgsz)} values")
+
+    def images_to_time(self) -> list[Path]:
+        if self.images is None:
+            return default_bench_images()
+        if not self.images.is_dir():
+            raise EdgeError(f"--images {self.images} is not a folder")
+        paths = image_paths(self.images)
+        if not paths:
+            raise EdgeError(f"no images in {self.images}")
+        return paths
 
 
 def default_data_dir() -> Path | None:

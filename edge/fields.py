@@ -8,13 +8,16 @@ build the TOML keys, the command-line flags, the checks, ``--help``, the README'
 
 A section's class attributes say where its fields live:
 
-* ``TABLE``: the TOML table (``None``: the top level of the file);
-* ``FLAG_PREFIX``: put before a field's name to make its flag (``mqtt-`` + ``username`` is
-  ``--mqtt-username``), unless the field's ``flag`` says otherwise;
-* ``TITLE``: the heading in ``--help`` and in the generated docs.
+* ``TABLE``: the TOML table (``None``, the default: the top level of the file);
+* ``FLAG_PREFIX`` (default none): put before a field's name to make its flag (``mqtt-`` +
+  ``username`` is ``--mqtt-username``), unless the field's ``flag`` says otherwise;
+* ``TITLE``: the heading in ``--help`` and in the generated docs;
+* ``ONE_OF`` (optional): groups of fields of which exactly one must be set (``camera``/``source``);
+* ``ENABLED_BY`` (optional): the field that switches the section on (``[mqtt] url``); left unset, the
+  section is off (None) and setting any other of its fields is an error.
 
 Checks raise :class:`InvalidSetting` naming the field; the settings builder turns it into one line
-naming the config key or the flag the value came from. This module imports nothing of edge's.
+naming the config key or the flag the value came from.
 """
 
 from __future__ import annotations
@@ -24,17 +27,11 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from edge.errors import InvalidSetting
+
 MISSING = dataclasses.MISSING
 METADATA_KEY = "edge.setting"
-
-
-class InvalidSetting(Exception):
-    """A setting's value is wrong: ``field`` is the dataclass field, ``message`` what is wrong and how to fix it."""
-
-    def __init__(self, field: str, message: str):
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
+__all__ = ["InvalidSetting", "Spec", "setting", "spec_of", "setting_fields", "check_value", "check_fields"]
 
 
 @dataclass(frozen=True)
@@ -54,12 +51,14 @@ class Spec:
     cli: bool = True  # False: only in the config file (secrets, tables of zones)
     example: Any = None  # shown in the example config instead of the default
     default_text: str | None = None  # how the default reads in docs when it is computed at run time
+    note: str | None = None  # more words for the example config file, beyond the one-line help
 
 
 def setting(default: Any = MISSING, *, default_factory: Callable[[], Any] | Any = MISSING, help: str, **spec: Any) -> Any:
     """A dataclass field carrying its :class:`Spec`."""
-    return dataclasses.field(default=default, default_factory=default_factory,
-                             metadata={METADATA_KEY: Spec(help=help, **spec)})
+    made = Spec(help=help, **spec)
+    return dataclasses.field(default=default, default_factory=default_factory, repr=not made.secret,
+                             metadata={METADATA_KEY: made})
 
 
 def spec_of(field: dataclasses.Field) -> Spec | None:
@@ -86,19 +85,15 @@ def check_value(name: str, value: Any, spec: Spec) -> None:
             raise InvalidSetting(name, f"must be a finite number, received {item}")
         low, high = spec.low, spec.high
         if low is not None and high is not None and not spec.low_open and not low <= item <= high:
-            raise InvalidSetting(name, f"must be between {_num(low)} and {_num(high)}, received {_num(item)}")
+            raise InvalidSetting(name, f"must be between {low} and {high}, received {item}")
         if low is not None and (item <= low if spec.low_open else item < low):
             relation = "greater than" if spec.low_open else "at least"
-            raise InvalidSetting(name, f"must be {relation} {_num(low)}, received {_num(item)}")
+            raise InvalidSetting(name, f"must be {relation} {low}, received {item}")
         if high is not None and item > high:
-            raise InvalidSetting(name, f"must be at most {_num(high)}, received {_num(item)}")
+            raise InvalidSetting(name, f"must be at most {high}, received {item}")
 
 
 def check_fields(instance: object) -> None:
     """Every setting field of ``instance`` within its bounds and choices; call it from ``__post_init__``."""
     for field, spec in setting_fields(instance):
         check_value(field.name, getattr(instance, field.name), spec)
-
-
-def _num(value: float) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)

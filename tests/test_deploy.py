@@ -149,9 +149,11 @@ def test_prefix_install_lays_down_its_files_and_a_second_run_rewrites_nothing(tm
     assert config["model"] == f"/opt/edge-yolo/models/{MODEL_NAME}"   # the final path, not under --prefix
     assert config["camera"] == "picam"
     # edge-detect reads what the installer wrote (the model path is checked when the service starts)
-    from edge.cli import detect_parser
-    from edge.config import read_config
-    assert {s.key for s in read_config(detect_parser(), root / "etc/edge-detect/config.toml")} == {"model", "camera"}
+    from edge.settings import DETECT_SECTIONS
+    from edge.settings.entries import entries_of
+    from edge.settings.toml_file import FileReader
+    reader = FileReader(entries_of(DETECT_SECTIONS), root / "etc/edge-detect/config.toml", "edge-detect")
+    assert {shown for _, shown in reader.read().values()} == {"model", "camera"}
     assert "systemctl enable --now edge-detect.service (skipped: --prefix)" in first.stdout
 
     before = tree(root)
@@ -273,7 +275,7 @@ def test_prefix_install_builds_a_working_virtualenv_offline(tmp_path, model):
     assert entry.read_text().splitlines()[0] == f"#!{venv}/bin/python"
     # without the runtime wheels only the standard-library modules import; the package is the one built
     probe = subprocess.run([str(venv / "bin/python"), "-c",
-                            "import importlib.metadata as m, edge.config, edge.redact; print(m.version('edge-yolo'))"],
+                            "import importlib.metadata as m, edge.fields, edge.redact; print(m.version('edge-yolo'))"],
                            capture_output=True, text=True, timeout=60)
     assert (probe.returncode, probe.stdout.strip()) == (0, tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["version"]), probe.stderr
 

@@ -5,37 +5,42 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
 from edge.detect.detections import Detections
-from edge.errors import EdgeError
+from edge.fields import check_fields, setting
 from edge.model.interpreter import Model
+from edge.model.metadata import class_ids_from
 from edge.detect.letterbox import boxes_to_frame, letterbox_into
 from edge.detect.postprocess import Decoder
 
 MS_PER_S = 1000.0
+MAX_DETECTIONS = 10_000
 STAGES = ("preprocess", "invoke", "postprocess")
 
 
 @dataclass(frozen=True)
 class DetectSettings:
-    """Thresholds applied to every frame; defaults are YOLOv5's detect.py defaults."""
+    """Thresholds applied to every frame; defaults are YOLOv5's detect.py defaults.
 
-    conf: float = 0.25
-    iou: float = 0.45
-    classes: tuple[int, ...] | None = None
-    max_det: int = 300
+    ``classes`` holds what the user wrote (ids or names); the Detector resolves it against the
+    model's names, so a typo is caught when the model is known.
+    """
+
+    TITLE: ClassVar[str] = "detection"
+
+    conf: float = setting(0.25, help="minimum score (objectness x class probability), 0..1", low=0.0, high=1.0)
+    iou: float = setting(0.45, help="IoU above which NMS merges overlapping boxes of one class, 0..1", low=0.0, high=1.0)
+    classes: tuple[str | int, ...] | None = setting(None, help="keep only these class ids or names, e.g. person 2",
+                                                    metavar="CLASS", example=("person", "car"), default_text="all")
+    max_det: int = setting(300, help="most detections reported per frame", low=1, high=MAX_DETECTIONS)
     multi_label: bool = False
     agnostic: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("conf", "iou"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise EdgeError(f"{name} must be between 0 and 1, received {value}")
-        if self.max_det < 1:
-            raise EdgeError(f"max-det must be at least 1, received {self.max_det}")
+        check_fields(self)
 
 
 class Detector:
@@ -73,7 +78,7 @@ class Detector:
             self.model.output_quantization,
             conf=settings.conf,
             iou=settings.iou,
-            classes=settings.classes,
+            classes=None if settings.classes is None else class_ids_from(settings.classes, self.meta.names),
             max_det=settings.max_det,
             multi_label=settings.multi_label,
             agnostic=settings.agnostic,

@@ -21,6 +21,7 @@ import numpy as np
 from edge.errors import EdgeError
 from edge.model.flatbuffer import CorruptModel, check_tflite
 from edge.model.metadata import REEXPORT_FIX, ModelMeta, read_metadata
+from edge.model.settings import device_text
 
 log = logging.getLogger(__name__)
 
@@ -66,12 +67,14 @@ def _interpreter_module() -> Any:
 
 def parse_device(device: str) -> dict[str, str] | None:
     """``"cpu"`` → None; ``"edgetpu"``, ``"edgetpu:usb"``, ``"edgetpu:pci:0"`` → delegate options."""
-    kind, _, where = device.partition(":")
-    if kind == "cpu" and not where:
+    try:
+        device_text(device)
+    except ValueError as exc:
+        raise EdgeError(str(exc)) from None
+    if device == "cpu":
         return None
-    if kind == "edgetpu":
-        return {"device": where} if where else {}
-    raise EdgeError(f"unknown device {device!r}; use cpu, edgetpu, edgetpu:usb, edgetpu:usb:0 or edgetpu:pci:0")
+    where = device.partition(":")[2]
+    return {"device": where} if where else {}
 
 
 def _edgetpu_delegate(module: Any, options: dict[str, str]) -> Any:
@@ -91,13 +94,11 @@ def _edgetpu_delegate(module: Any, options: dict[str, str]) -> Any:
         raise EdgeError(f"no Edge TPU found (device {options.get('device', 'any')}); {EDGETPU_FIX}") from None
 
 
-def load_interpreter(path: str | Path, threads: int | None = None, device: str = "cpu") -> Any:
-    """A ready (tensors allocated) interpreter for ``path``; every failure is an EdgeError line.
+def read_model_file(path: Path) -> bytes:
+    """The bytes of a file that is a whole TFLite flatbuffer; EdgeError naming what is wrong otherwise.
 
-    ``device="cpu"`` keeps the interpreter's default CPU path (XNNPACK); ``edgetpu[:usb|:pci[:N]]``
-    adds the Coral delegate.
+    Checked before any interpreter sees the file: a damaged flatbuffer can crash the interpreter.
     """
-    path = Path(path)
     if not path.is_file():
         raise EdgeError(f"model file not found: {path}; check --model")
     try:
@@ -110,6 +111,17 @@ def load_interpreter(path: str | Path, threads: int | None = None, device: str =
         check_tflite(content)
     except CorruptModel as exc:
         raise EdgeError(f"{path} is truncated or corrupt ({exc}); copy the file again or {REEXPORT_FIX}") from None
+    return content
+
+
+def load_interpreter(path: str | Path, threads: int | None = None, device: str = "cpu") -> Any:
+    """A ready (tensors allocated) interpreter for ``path``; every failure is an EdgeError line.
+
+    ``device="cpu"`` keeps the interpreter's default CPU path (XNNPACK); ``edgetpu[:usb|:pci[:N]]``
+    adds the Coral delegate.
+    """
+    path = Path(path)
+    content = read_model_file(path)
     delegate_options = parse_device(device)
     compiled_for_tpu = EDGETPU_CUSTOM_OP in content
     del content

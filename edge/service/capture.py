@@ -16,11 +16,11 @@ from dataclasses import dataclass
 
 from edge.errors import EdgeError
 from edge.sources.base import CorruptFrame, Frame, FrameSource, Grab, SourceLost
+from edge.sources.settings import DEFAULT_STALL_TIMEOUT_S
 from edge.service.stats import Counters
 
 log = logging.getLogger(__name__)
 
-DEFAULT_STALL_TIMEOUT_S = 10.0
 RECONNECT_MIN_S = 0.5
 RECONNECT_MAX_S = 30.0  # a camera back after a long outage is picked up within this
 BACKOFF_FACTOR = 2.0

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -241,3 +242,40 @@ def test_closed_stdout_pipe_is_quiet(int8_model, data_dir):
         process.kill()
     assert process.returncode == 0
     assert "Traceback" not in stderr and "BrokenPipe" not in stderr
+
+
+# --- --check-config is the run's own build: what it approves, the run accepts ---------------------
+
+CHECK_REFUSALS = [
+    ('camera = 0\n[mqtt]\nurl = "mqtt://b"\npublish = "sometimes"\n', "key 'mqtt.publish': 'sometimes' is not a publish mode"),
+    ('camera = 0\n[mqtt]\nurl = "mqtt://b"\ndevice-id = "a/b#"\n', "key 'mqtt.device-id': 'a/b#' cannot be used"),
+    ('camera = 0\n[mqtt]\nurl = "htp://broker"\n', "key 'mqtt.url': 'htp://broker' is not a broker URL"),
+    ('camera = 0\n[mqtt]\nurl = "mqtt://b"\nspool-max = -5\n', "key 'mqtt.spool-max': must be between 1 and"),
+    ('camera = 0\njson-max-mb = inf\n', "key 'json-max-mb': must be a finite number"),
+    ('camera = 0\nthreads = 99999999999\n', "key 'threads': must be between 1 and 256"),
+    ('camera = 0\nclasses = ["persn"]\n', "key 'classes': unknown class 'persn'"),
+    ('camera = 0\n[mqtt]\nurl = "mqtt://b"\nsnapshot = [99]\n', "key 'mqtt.snapshot': class id 99 is out of range"),
+    ('camera = "picam:x"\n', "key 'camera': --camera 'picam:x': expected picam or picam:N"),
+    ('source = "/nonexistent/clip.mp4"\n', "key 'source': source not found: /nonexistent/clip.mp4"),
+    ('camera = 0\nloop = true\n', "key 'loop': --loop applies to files"),
+    ('camera = 0\n[mqtt]\nurl = "mqtt://b"\nusername = "u"\npassword-file = "/nonexistent/pw"\n',
+     "--mqtt-password-file /nonexistent/pw: file not found"),
+]
+
+
+@pytest.mark.parametrize("body, fragment", CHECK_REFUSALS, ids=[f.split(":")[0] for _, f in CHECK_REFUSALS])
+def test_check_config_refuses_what_a_run_would(tmp_path, int8_model, body, fragment):
+    config = tmp_path / "config.toml"
+    config.write_text(f'model = "{int8_model}"\n{body}')
+    assert_one_line_error(run_cli("--config", config, "--check-config"), fragment)
+
+
+def test_check_config_prints_the_settings_and_opens_nothing(tmp_path, int8_model):
+    config = tmp_path / "config.toml"
+    config.write_text(f'model = "{int8_model}"\ncamera = 7\nclasses = ["person"]\n[mqtt]\nurl = "mqtt://127.0.0.1:9"\n'
+                      f'state-dir = "{tmp_path}/state"\n')
+    result = run_cli("--config", config, "--check-config")   # no /dev/video7 and no broker: nothing is opened
+    assert result.returncode == 0, result.stderr
+    printed = tomllib.loads(result.stdout)
+    assert (printed["camera"], printed["classes"], printed["mqtt"]["url"]) == ("7", ["person"], "mqtt://127.0.0.1:9")
+    assert not (tmp_path / "state").exists()

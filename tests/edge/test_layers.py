@@ -14,12 +14,12 @@ from tests.edge.edge_testing import REPO_ROOT
 
 # Lower numbers sit lower. Packages of one rank are peers and do not import each other.
 RANKS = {
-    "edge.errors": 0, "edge.redact": 0, "edge.fields": 0,
+    "edge.errors": 0, "edge.redact": 0.5, "edge.fields": 0.5,
     "edge.sources": 1, "edge.model": 1,
     "edge.detect": 2,
     "edge.sinks": 4,
     "edge.service": 5,
-    "edge.config": 6, "edge.bench": 6, "edge.cli_mqtt": 6,
+    "edge.settings": 6, "edge.bench": 6,
     "edge.cli": 7,
 }
 

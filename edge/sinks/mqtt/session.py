@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from edge.errors import EdgeError
-from edge.sinks.mqtt.settings import OPTION_OF, PASSWORD_SOURCES, MqttSettings
+from edge.sinks.mqtt.settings import PASSWORD_SOURCES, MqttSettings
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +67,6 @@ class Session:
         if settings.username:
             client.username_pw_set(settings.username, password)
         if self.tls:
-            for name in ("tls_ca", "tls_cert", "tls_key"):
-                value = getattr(settings, name)
-                if value and not Path(value).is_file():
-                    raise EdgeError(f"{OPTION_OF[name]} {value}: file not found")
             try:
                 client.tls_set(ca_certs=settings.tls_ca, certfile=settings.tls_cert, keyfile=settings.tls_key)
             except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import os
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar, Sequence
 from urllib.parse import urlsplit
 
-from edge.errors import EdgeError
+from edge.errors import EdgeError, InvalidSetting
+from edge.fields import check_fields, setting
+from edge.model.metadata import class_ids_from
+from edge.redact import redact_url
 
 DEFAULT_URL = "mqtt://localhost:1883"
 DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
@@ -36,13 +40,14 @@ TOPIC_WILDCARDS = ("+", "#")
 PASSWORD_SOURCES = (f"[mqtt] password in the --config file, --mqtt-password-file, ${PASSWORD_ENV} "
                     f"or $CREDENTIALS_DIRECTORY/{CREDENTIAL_NAME}")
 
-# Settings field -> the command-line option that sets it, so errors name what the user typed.
-OPTION_OF = {
-    "url": "--mqtt", "prefix": "--mqtt-prefix", "device_id": "--device-id", "publish": "--publish",
-    "snapshot_classes": "--snapshot", "username": "--mqtt-username", "password_file": "--mqtt-password-file",
-    "tls_ca": "--mqtt-ca", "tls_cert": "--mqtt-cert", "tls_key": "--mqtt-key", "state_dir": "--state-dir",
-    "spool_max": "--spool-max",
-}
+MAX_SPOOL = 10_000_000
+PASSWORD_SOURCES_AFTER_FILE = f"[mqtt] password in the --config file, ${PASSWORD_ENV} or $CREDENTIALS_DIRECTORY/{CREDENTIAL_NAME}"
+
+
+def publish_mode_text(text: str) -> str:
+    """``text`` if it is a publish mode; ValueError naming the forms otherwise."""
+    PublishMode.parse(text)
+    return text
 
 
 @dataclass(frozen=True)
@@ -64,32 +69,52 @@ class PublishMode:
                 seconds = -1.0
             if seconds > 0:
                 return cls(kind, seconds)
-        raise EdgeError(f"--publish {text!r} is not a publish mode; use {PUBLISH_FORMS}")
+        raise ValueError(f"{text!r} is not a publish mode; use {PUBLISH_FORMS}")
 
 
 @dataclass(frozen=True)
 class MqttSettings:
-    """Everything the publisher needs; checked on construction, every error names its option.
+    """Everything the publisher needs; checked on construction (InvalidSetting naming the field).
 
     The password never comes from the command line: ``password`` (a config file), else
     ``password_file``, else ``$EDGE_YOLO_MQTT_PASSWORD``, else ``$CREDENTIALS_DIRECTORY/mqtt-password``.
     """
 
-    url: str = DEFAULT_URL
-    prefix: str = DEFAULT_PREFIX
-    device_id: str = field(default_factory=socket.gethostname)
+    TABLE: ClassVar[str | None] = "mqtt"
+    FLAG_PREFIX: ClassVar[str] = "mqtt-"
+    TITLE: ClassVar[str] = "MQTT publishing (needs paho-mqtt)"
+    ENABLED_BY: ClassVar[str] = "url"  # without a broker URL nothing is published, and no other MQTT key may be set
+
+    url: str = setting(DEFAULT_URL, flag="mqtt", metavar="URL", default_text="unset: nothing is published",
+                       help=f"publish detections to this broker: mqtt://HOST[:{DEFAULT_PORTS['mqtt']}] "
+                            f"or mqtts://HOST[:{DEFAULT_PORTS['mqtts']}]", example="mqtt://broker.local:1883")
+    prefix: str = setting(DEFAULT_PREFIX, help="topic prefix", metavar="PREFIX")
+    device_id: str = setting(default_factory=socket.gethostname, flag="device-id", metavar="ID",
+                             help="this device's topic level", default_text="the host name", example="camera1")
+    publish: str = setting(PUBLISH_EVERY, flag="publish", metavar="MODE", parse=publish_mode_text,
+                           help=f"when to publish detections: {PUBLISH_FORMS}; 'change' when the count per label changes")
+    snapshot: tuple[str | int, ...] = setting((), flag="snapshot", metavar="CLASS", example=("person",),
+                                              help=f"publish an annotated JPEG (at most one per {SNAPSHOT_MIN_INTERVAL_S:g} s) "
+                                                   "when one of these class ids or names is seen")
+    username: str | None = setting(None, help="broker user name", metavar="USER", example="edge-detect")
+    password: str | None = setting(None, help="the broker password", secret=True, cli=False, example="...",
+                                   note="Better in /etc/edge-detect/mqtt-password (root only, chmod 600), which the "
+                                        "service reads as a systemd credential: this file is readable by every local user.")
+    password_file: str | None = setting(None, metavar="PATH", example="/etc/edge-detect/mqtt-password",
+                                        help=f"file holding the broker password (else {PASSWORD_SOURCES_AFTER_FILE})")
+    tls_ca: str | None = setting(None, key="ca", metavar="PATH", example="/etc/edge-detect/ca.pem",
+                                 help="CA certificate to verify an mqtts:// broker (default: the system's)")
+    tls_cert: str | None = setting(None, key="cert", metavar="PATH", example="/etc/edge-detect/client.pem",
+                                   help="client certificate for mqtts://, with --mqtt-key")
+    tls_key: str | None = setting(None, key="key", metavar="PATH", example="/etc/edge-detect/client.key",
+                                  help="client certificate key for mqtts://")
+    state_dir: str | None = setting(None, flag="state-dir", metavar="DIR", example="/var/lib/edge-detect",
+                                    help="where unsent messages and the sequence number are kept",
+                                    default_text=f"${STATE_ENV}, else {DEFAULT_STATE_DIR}")
+    spool_max: int = setting(DEFAULT_SPOOL_MAX, flag="spool-max", metavar="N", low=1, high=MAX_SPOOL,
+                             help="most unsent messages kept on disk; beyond it the oldest are dropped and counted")
     client_id: str | None = None  # default: edge-yolo-<device>-<random>, unique per run
     qos: int = DEFAULT_QOS
-    publish: str = PUBLISH_EVERY
-    snapshot_classes: frozenset[int] = frozenset()
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    password_file: str | None = None
-    tls_ca: str | None = None
-    tls_cert: str | None = None
-    tls_key: str | None = None
-    state_dir: str | None = None  # default: $STATE_DIRECTORY, else ~/.local/state/edge-yolo
-    spool_max: int = DEFAULT_SPOOL_MAX
     keepalive: int = DEFAULT_KEEPALIVE_S
     model: str = ""
     reconnect_min_s: float = RECONNECT_MIN_S
@@ -98,24 +123,34 @@ class MqttSettings:
     snapshot_interval_s: float = SNAPSHOT_MIN_INTERVAL_S
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "snapshot_classes", frozenset(int(c) for c in self.snapshot_classes))
-        _ = self.endpoint, self.publish_mode  # parsed now, so a bad value fails at construction
+        check_fields(self)
+        _ = self.endpoint  # parsed now, so a bad URL fails at construction
+        try:
+            PublishMode.parse(self.publish)
+        except ValueError as exc:
+            raise InvalidSetting("publish", str(exc)) from None
         _check_topic_level("device_id", self.device_id, allow_slash=False)
         _check_topic_level("prefix", self.prefix, allow_slash=True)
         if self.qos not in QOS_LEVELS:
-            raise EdgeError(f"MQTT qos must be one of {QOS_LEVELS}, received {self.qos}")
-        for name, low in (("spool_max", 1), ("queue_max", 1), ("keepalive", 1)):
-            if getattr(self, name) < low:
-                raise EdgeError(f"{OPTION_OF.get(name, name)} must be at least {low}, received {getattr(self, name)}")
+            raise InvalidSetting("qos", f"must be one of {QOS_LEVELS}, received {self.qos}")
+        for name in ("queue_max", "keepalive"):
+            if getattr(self, name) < 1:
+                raise InvalidSetting(name, f"must be at least 1, received {getattr(self, name)}")
         if not 0 < self.reconnect_min_s <= self.reconnect_max_s:
-            raise EdgeError(f"reconnect delays must satisfy 0 < min <= max, received {self.reconnect_min_s}, {self.reconnect_max_s}")
+            raise InvalidSetting("reconnect_min_s", "reconnect delays must satisfy 0 < min <= max, "
+                                 f"received {self.reconnect_min_s}, {self.reconnect_max_s}")
         tls_given = [name for name in ("tls_ca", "tls_cert", "tls_key") if getattr(self, name)]
         if tls_given and not self.endpoint[2]:
-            raise EdgeError(f"{OPTION_OF[tls_given[0]]} needs an mqtts:// URL, received --mqtt {self.url}")
+            raise InvalidSetting(tls_given[0], f"needs an mqtts:// URL, received {redact_url(self.url)}")
         if bool(self.tls_cert) != bool(self.tls_key):
-            raise EdgeError("--mqtt-cert and --mqtt-key go together: give both (client certificate and its key) or neither")
+            raise InvalidSetting("tls_cert" if self.tls_cert else "tls_key",
+                                 "--mqtt-cert and --mqtt-key go together: give both (client certificate and its key) or neither")
+        for name in tls_given:
+            if not Path(getattr(self, name)).is_file():
+                raise InvalidSetting(name, f"file not found: {getattr(self, name)}")
         if (self.password is not None or self.password_file) and not self.username:
-            raise EdgeError("a broker password needs a user name: add --mqtt-username")
+            raise InvalidSetting("password" if self.password is not None else "password_file",
+                                 "a broker password needs a user name: add --mqtt-username")
 
     @property
     def endpoint(self) -> tuple[str, int, bool]:
@@ -125,16 +160,23 @@ class MqttSettings:
             port = parts.port
         except ValueError:
             parts, port = None, None
+        if "@" in self.url.partition("://")[2].partition("/")[0]:
+            raise InvalidSetting("url", "must not hold credentials: use --mqtt-username and "
+                                 f"--mqtt-password-file, ${PASSWORD_ENV} or $CREDENTIALS_DIRECTORY/{CREDENTIAL_NAME}")
         if parts is None or parts.scheme not in DEFAULT_PORTS or not parts.hostname or parts.path not in ("", "/"):
-            raise EdgeError(f"--mqtt {self.url!r} is not a broker URL; use mqtt://HOST[:PORT] or mqtts://HOST[:PORT]")
-        if parts.username or parts.password:
-            raise EdgeError("--mqtt URL must not hold credentials: use --mqtt-username and "
-                            f"--mqtt-password-file, ${PASSWORD_ENV} or $CREDENTIALS_DIRECTORY/{CREDENTIAL_NAME}")
+            raise InvalidSetting("url", f"{self.url!r} is not a broker URL; use mqtt://HOST[:PORT] or mqtts://HOST[:PORT]")
         return parts.hostname, port or DEFAULT_PORTS[parts.scheme], parts.scheme == "mqtts"
 
     @property
     def publish_mode(self) -> PublishMode:
         return PublishMode.parse(self.publish)
+
+    def snapshot_classes(self, names: Sequence[str]) -> frozenset[int]:
+        """The class ids of ``snapshot`` for a model with these class names."""
+        try:
+            return frozenset(class_ids_from(self.snapshot, names))
+        except EdgeError as exc:
+            raise InvalidSetting("snapshot", str(exc)) from None
 
     def topic(self, leaf: str) -> str:
         return f"{self.prefix}/{self.device_id}/{leaf}"
@@ -168,11 +210,10 @@ class MqttSettings:
 
 
 def _check_topic_level(name: str, value: str, allow_slash: bool) -> None:
-    option = OPTION_OF[name]
     bad = [c for c in TOPIC_WILDCARDS + (() if allow_slash else ("/",)) if c in value]
     if not value or bad or value.startswith("/") or value.endswith("/") or "\0" in value:
         allowed = "letters, digits, - and _" + (" (levels separated by /)" if allow_slash else "")
-        raise EdgeError(f"{option} {value!r} cannot be used in an MQTT topic; use {allowed}")
+        raise InvalidSetting(name, f"{value!r} cannot be used in an MQTT topic; use {allowed}")
 
 
 def _read_secret(path: Path, option: str) -> str:

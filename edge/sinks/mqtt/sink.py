@@ -69,6 +69,7 @@ class MqttSink:
         self.settings = settings
         self.names = tuple(names)
         self._mode = settings.publish_mode
+        self._snapshot_classes = settings.snapshot_classes(self.names)
         password = settings.resolve_password()
         self.state_dir = settings.resolve_state_dir()
         self._spool = Spool(self.state_dir, settings.spool_max)
@@ -123,7 +124,7 @@ class MqttSink:
             if publish:
                 self._last_publish_t = now
         snapshot = None
-        wanted = self.settings.snapshot_classes
+        wanted = self._snapshot_classes
         if wanted and now - self._last_snapshot_t >= self.settings.snapshot_interval_s and len(dets):
             if not wanted.isdisjoint(dets.class_id.tolist()):
                 snapshot = frame.image

@@ -120,7 +120,7 @@ def test_round_trip_real_detections(broker, tmp_path, real_frames, names, schema
     seen = Counter(c for _, dets in real_frames for c in set(dets.class_id.tolist()))
     snapshot_class = seen.most_common(1)[0][0]
     subscriber = Subscriber(broker, TOPICS)
-    sink = make_sink(broker, tmp_path / "state", names, snapshot_classes={snapshot_class}, snapshot_interval_s=0)
+    sink = make_sink(broker, tmp_path / "state", names, snapshot=(snapshot_class,), snapshot_interval_s=0)
     try:
         # snapshots are not spooled (they are big and only the latest matters): wait for the connection
         assert subscriber.wait_for(lambda: sink.connected, DELIVERY_TIMEOUT_S)

@@ -1,8 +1,7 @@
-"""MQTT publisher without a broker: settings, command-line hooks, payloads, the on-disk spool."""
+"""MQTT publisher without a broker: settings, payloads, the on-disk spool."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sqlite3
@@ -16,9 +15,8 @@ import numpy as np
 import pytest
 
 from edge.detect.detections import Detections
-from edge.errors import EdgeError
+from edge.errors import EdgeError, InvalidSetting
 from edge.sinks.mqtt.payloads import cpu_temperature_c, detections_payload, label_counts, stats_payload
-from edge.cli_mqtt import add_mqtt_arguments, mqtt_sink_from_args
 from edge.sinks.mqtt import CREDENTIAL_NAME, PASSWORD_ENV, MqttSettings, MqttSink, PublishMode
 from edge.sinks.mqtt.spool import SPOOL_FILE, Spool
 from edge.sources import Frame
@@ -60,29 +58,30 @@ def frame(index: int) -> Frame:
 # --- settings -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("overrides, expected_in_error", [
-    ({"url": "http://host:1883"}, "--mqtt 'http://host:1883'"),
-    ({"url": "mqtt://"}, "--mqtt 'mqtt://'"),
-    ({"url": "mqtt://host:99999"}, "--mqtt 'mqtt://host:99999'"),
-    ({"url": "mqtt://user:secret@host"}, "must not hold credentials"),
-    ({"device_id": "cam/1"}, "--device-id 'cam/1'"),
-    ({"device_id": "cam+"}, "--device-id 'cam+'"),
-    ({"device_id": ""}, "--device-id ''"),
-    ({"prefix": "a/#"}, "--mqtt-prefix 'a/#'"),
-    ({"publish": "sometimes"}, "--publish 'sometimes'"),
-    ({"publish": "interval:0"}, "--publish 'interval:0'"),
-    ({"publish": "interval:x"}, "--publish 'interval:x'"),
-    ({"spool_max": 0}, "--spool-max must be at least 1, received 0"),
-    ({"qos": 3}, "qos must be one of"),
-    ({"tls_ca": "/ca.crt"}, "--mqtt-ca needs an mqtts:// URL"),
-    ({"url": "mqtts://host", "tls_cert": "/c.crt"}, "--mqtt-cert and --mqtt-key go together"),
-    ({"password_file": "/pw"}, "add --mqtt-username"),
+@pytest.mark.parametrize("overrides, field, expected_in_error", [
+    ({"url": "http://host:1883"}, "url", "'http://host:1883' is not a broker URL"),
+    ({"url": "mqtt://"}, "url", "'mqtt://' is not a broker URL"),
+    ({"url": "mqtt://host:99999"}, "url", "'mqtt://host:99999' is not a broker URL"),
+    ({"url": "mqtt://user:secret@host"}, "url", "must not hold credentials"),
+    ({"device_id": "cam/1"}, "device_id", "'cam/1' cannot be used in an MQTT topic"),
+    ({"device_id": "cam+"}, "device_id", "'cam+' cannot be used in an MQTT topic"),
+    ({"device_id": ""}, "device_id", "'' cannot be used in an MQTT topic"),
+    ({"prefix": "a/#"}, "prefix", "'a/#' cannot be used in an MQTT topic"),
+    ({"publish": "sometimes"}, "publish", "'sometimes' is not a publish mode"),
+    ({"publish": "interval:0"}, "publish", "'interval:0' is not a publish mode"),
+    ({"publish": "interval:x"}, "publish", "'interval:x' is not a publish mode"),
+    ({"spool_max": 0}, "spool_max", "must be between 1 and 10000000, received 0"),
+    ({"qos": 3}, "qos", "must be one of"),
+    ({"tls_ca": "/ca.crt"}, "tls_ca", "needs an mqtts:// URL"),
+    ({"url": "mqtts://host", "tls_cert": "/c.crt"}, "tls_cert", "--mqtt-cert and --mqtt-key go together"),
+    ({"password_file": "/pw"}, "password_file", "add --mqtt-username"),
 ])
-def test_bad_settings_name_the_option(overrides, expected_in_error):
-    with pytest.raises(EdgeError) as error:
+def test_bad_settings_name_the_field(overrides, field, expected_in_error):
+    with pytest.raises(InvalidSetting) as error:
         MqttSettings(**overrides)
-    assert expected_in_error in str(error.value)
-    assert "\n" not in str(error.value)
+    assert error.value.field == field
+    assert expected_in_error in error.value.message
+    assert "\n" not in str(error.value) and "secret" not in str(error.value)
 
 
 @pytest.mark.parametrize("url, endpoint", [
@@ -161,86 +160,6 @@ def test_importing_the_sink_does_not_import_paho():
     code = "import sys, edge.sinks.mqtt.sink; print('paho' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
-
-
-# --- command line -------------------------------------------------------------------------------
-
-
-def parse(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    add_mqtt_arguments(parser)
-    return parser.parse_args(argv)
-
-
-@pytest.mark.parametrize("argv", [["--mqtt-password", "hunter2"], ["--mqtt-password=hunter2"]])
-def test_password_on_the_command_line_is_refused_without_echoing_it(argv, capsys):
-    with pytest.raises(SystemExit):
-        parse(["--mqtt", "mqtt://h", *argv])
-    err = capsys.readouterr().err
-    assert "--mqtt-password is not accepted on the command line" in err
-    assert "hunter2" not in err
-
-
-def test_password_from_a_config_file_reaches_the_settings(tmp_path, no_secrets_env):
-    from edge.config import add_config_arguments, apply_config, format_settings
-
-    config = tmp_path / "edge.toml"
-    config.write_text(f'[mqtt]\nurl = "mqtt://127.0.0.1:{free_port()}"\nusername = "cam"\npassword = "hunter2"\n')
-    parser = argparse.ArgumentParser(prog="edge-detect")
-    add_config_arguments(parser)
-    add_mqtt_arguments(parser)
-    args = apply_config(parser, ["--config", str(config), "--state-dir", str(tmp_path / "state")])
-    assert "hunter2" not in format_settings(parser, args)
-    sink = mqtt_sink_from_args(args, NAMES, "m")
-    try:
-        assert sink.settings.resolve_password() == "hunter2"
-    finally:
-        sink.close()
-
-
-def test_no_mqtt_no_sink():
-    assert mqtt_sink_from_args(parse([]), NAMES, "m") is None
-
-
-def test_mqtt_option_without_url_is_refused():
-    with pytest.raises(EdgeError, match="--mqtt-username needs --mqtt URL"):
-        mqtt_sink_from_args(parse(["--mqtt-username", "cam"]), NAMES, "m")
-
-
-@pytest.mark.parametrize("argv, expected_in_error", [
-    (["--publish", "often"], "--publish 'often'"),
-    (["--snapshot", "giraffe"], "--snapshot: unknown class 'giraffe'"),
-    (["--snapshot", "7"], "--snapshot: class id 7 is out of range"),
-    (["--device-id", "a/b"], "--device-id 'a/b'"),
-    (["--spool-max", "0"], "--spool-max must be at least 1"),
-    (["--mqtt-ca", "/ca.crt"], "--mqtt-ca needs an mqtts:// URL"),
-])
-def test_bad_cli_values_name_the_option(argv, expected_in_error, tmp_path):
-    args = parse(["--mqtt", "mqtt://127.0.0.1", "--state-dir", str(tmp_path), *argv])
-    with pytest.raises(EdgeError) as error:
-        mqtt_sink_from_args(args, NAMES, "m")
-    assert expected_in_error in str(error.value)
-
-
-def test_cli_options_reach_the_settings(tmp_path, no_secrets_env):
-    password_file = tmp_path / "pw"
-    password_file.write_text("s3cret\n")
-    port = free_port()  # nothing listens: the sink must start anyway
-    args = parse(["--mqtt", f"mqtt://127.0.0.1:{port}", "--device-id", "cam1", "--mqtt-prefix", "site/a",
-                  "--publish", "interval:2", "--snapshot", "car", "0", "--mqtt-username", "cam",
-                  "--mqtt-password-file", str(password_file), "--state-dir", str(tmp_path / "state"),
-                  "--spool-max", "500"])
-    sink = mqtt_sink_from_args(args, NAMES, "yolov5n_320_int8")
-    try:
-        settings = sink.settings
-        assert (settings.endpoint, settings.device_id, settings.prefix) == (("127.0.0.1", port, False), "cam1", "site/a")
-        assert settings.publish_mode == PublishMode("interval", 2.0)
-        assert settings.snapshot_classes == {0, 2}
-        assert (settings.username, settings.resolve_password(), settings.spool_max) == ("cam", "s3cret", 500)
-        assert settings.model == "yolov5n_320_int8"
-        assert sink.spool_path == tmp_path / "state" / SPOOL_FILE
-    finally:
-        sink.close()
 
 
 # --- publish modes through a sink whose broker never answers --------------------------------------
@@ -441,10 +360,10 @@ def test_unwritable_state_dir_is_one_line(tmp_path):
         Spool(blocker / "sub", max_messages=10)
 
 
-def test_missing_tls_file_names_the_option(tmp_path):
+def test_missing_tls_file_names_the_field(tmp_path):
     missing = tmp_path / "ca.crt"
-    with pytest.raises(EdgeError, match=f"--mqtt-ca {missing}: file not found"):
-        MqttSink(MqttSettings(url="mqtts://127.0.0.1", tls_ca=str(missing), state_dir=str(tmp_path)), NAMES)
+    with pytest.raises(InvalidSetting, match=f"tls_ca: file not found: {missing}"):
+        MqttSettings(url="mqtts://127.0.0.1", tls_ca=str(missing), state_dir=str(tmp_path))
 
 
 def test_unusable_tls_file_is_one_line(tmp_path):

@@ -1,0 +1,20 @@
+"""Which sections make up each command's settings, in the order they are documented."""
+
+from __future__ import annotations
+
+from edge.detect.detector import DetectSettings
+from edge.model.settings import ModelSettings
+from edge.service.settings import RunSettings
+from edge.sinks.mqtt.settings import MqttSettings
+from edge.sinks.settings import OutputSettings
+from edge.sources.settings import SourceSettings
+
+# edge-detect: what to run, on what, how fast, and where the results go
+DETECT_SECTIONS: dict[str, type] = {
+    "model": ModelSettings,
+    "detect": DetectSettings,
+    "source": SourceSettings,
+    "run": RunSettings,
+    "output": OutputSettings,
+    "mqtt": MqttSettings,
+}
