@@ -213,7 +213,7 @@ class Capture:
         return True
 
     def _corrupt(self, exc: CorruptFrame) -> None:
-        self.counters.corrupt += 1
+        self.counters.corrupt += exc.frames
         if not self._corrupt_logged and not getattr(self.source, "logs_corrupt", False):
             self._corrupt_logged = True
             log.warning("%s: skipping corrupt frame (%s); further ones are only counted", self.source.name, exc)

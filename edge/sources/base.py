@@ -38,7 +38,14 @@ class Grab:
 
 
 class CorruptFrame(Exception):
-    """One frame could not be decoded or has the wrong shape: skip it, count it, keep reading."""
+    """A frame could not be decoded or has the wrong shape: skip it, count it, keep reading.
+
+    ``frames`` is how many frames it stands for (a damaged stretch of a video may lose several).
+    """
+
+    def __init__(self, message: str, frames: int = 1):
+        super().__init__(message)
+        self.frames = frames
 
 
 class SourceLost(Exception):

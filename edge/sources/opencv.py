@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
@@ -22,6 +23,15 @@ CAMERA_BUFFER_FRAMES = 1  # V4L2 queues several buffers by default: each adds a 
 FFMPEG_OPTIONS_ENV = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
 RTSP_FFMPEG_OPTIONS = "rtsp_transport;tcp"
 DEVICE_PATTERN = re.compile(r"(?:/dev/video)?(\d+)")
+# A failed grab before a file's declared end is a damaged stretch, not the end: FFmpeg decodes the
+# frames after it. This many failures in a row, and the rest of the file is taken as lost.
+GRAB_RETRIES = 25
+# A file whose frames stop this far before its declared count is reported as truncated: at least
+# END_SLACK_FRAMES, or END_SLACK_FRACTION of the count (some containers only estimate it).
+END_SLACK_FRAMES = 2
+END_SLACK_FRACTION = 0.01
+
+log = logging.getLogger(__name__)
 
 
 def is_stream_url(text: str) -> bool:
@@ -40,7 +50,11 @@ def _fps(capture: cv2.VideoCapture) -> float | None:
 
 
 class VideoFileSource:
-    """A video file, frame by frame; the end of the file is the end of the source."""
+    """A video file, frame by frame; the end of the file is the end of the source.
+
+    A damaged stretch (grabs failing before the frame count the header declares) is skipped and
+    counted as corrupt frames; a file that stops well short of its declared count is reported once.
+    """
 
     live = False
 
@@ -50,6 +64,10 @@ class VideoFileSource:
         self.fps: float | None = None
         self._capture: cv2.VideoCapture | None = None
         self._hw: tuple[int, int] | None = None
+        self._declared: int | None = None  # frame count from the header
+        self._passed = 0  # frames of this pass read or lost so far
+        self._after_damage: Grab | None = None  # the frame that ended a damaged stretch, handed out next
+        self._short_reported = False
 
     def open(self) -> None:
         capture = cv2.VideoCapture(str(self.path))
@@ -57,18 +75,53 @@ class VideoFileSource:
             capture.release()
             raise EdgeError(f"cannot open {self.path} as a video; pass an image, a folder of images, a video file or a stream URL")
         self._capture, self.fps, self._hw = capture, _fps(capture), _frame_hw(capture)
+        declared = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        self._declared = declared if declared > 0 else None
+        self._passed = 0
+        self._after_damage = None
 
     def read(self) -> Grab | None:
         if self._capture is None:
             raise SourceLost("not open")
-        if not self._capture.grab():
-            return None
+        if self._after_damage is not None:
+            grab, self._after_damage = self._after_damage, None
+            return grab
+        failed = 0
+        while not self._capture.grab():
+            if not self._before_declared_end(failed) or failed >= GRAB_RETRIES:
+                self._report_short_end()
+                return None
+            failed += 1
+        self._passed += failed + 1
+        try:
+            grab = self._retrieve()
+        except CorruptFrame as exc:
+            raise CorruptFrame(str(exc), frames=failed + 1) from None
+        if failed:
+            self._after_damage = grab
+            raise CorruptFrame(f"{failed} undecodable frame{'s' if failed > 1 else ''} before "
+                               f"{grab.position_ms:.0f} ms", frames=failed)
+        return grab
+
+    def _retrieve(self) -> Grab:
         grabbed_at = time.time()
         position_ms = float(self._capture.get(cv2.CAP_PROP_POS_MSEC))
         ok, image = self._capture.retrieve()
         if not ok:
             raise CorruptFrame(f"undecodable frame at {position_ms:.0f} ms")
         return Grab(check_image(image, self._hw), grabbed_at, position_ms)
+
+    def _before_declared_end(self, failed: int) -> bool:
+        if self._declared is None:
+            return False
+        slack = max(END_SLACK_FRAMES, END_SLACK_FRACTION * self._declared)
+        return self._passed + failed < self._declared - slack
+
+    def _report_short_end(self) -> None:
+        if self._before_declared_end(0) and not self._short_reported:
+            self._short_reported = True
+            log.warning("%s ended after %d of the %d frames its header declares: the rest is truncated or "
+                        "undecodable", self.path, self._passed, self._declared)
 
     def close(self) -> None:
         if self._capture is not None:
