@@ -201,7 +201,9 @@ class _LowercaseLevelFormatter(logging.Formatter):
     """``edge-detect: warning: ...``, matching ``edge-detect: error: ...``."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return f"{PROG}: {record.levelname.lower()}: {record.getMessage()}"
+        from edge.redact import redact_text  # a last guard: a URL in any log line loses its credentials
+
+        return f"{PROG}: {record.levelname.lower()}: {redact_text(record.getMessage())}"
 
 
 def _configure_logging() -> None:
@@ -223,7 +225,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run(build(argv))
     except EdgeError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        from edge.redact import redact_text
+
+        print(f"{PROG}: error: {redact_text(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED

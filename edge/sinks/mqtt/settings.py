@@ -164,7 +164,7 @@ class MqttSettings:
             raise InvalidSetting("url", "must not hold credentials: use --mqtt-username and "
                                  f"--mqtt-password-file, ${PASSWORD_ENV} or $CREDENTIALS_DIRECTORY/{CREDENTIAL_NAME}")
         if parts is None or parts.scheme not in DEFAULT_PORTS or not parts.hostname or parts.path not in ("", "/"):
-            raise InvalidSetting("url", f"{self.url!r} is not a broker URL; use mqtt://HOST[:PORT] or mqtts://HOST[:PORT]")
+            raise InvalidSetting("url", f"{redact_url(self.url)!r} is not a broker URL; use mqtt://HOST[:PORT] or mqtts://HOST[:PORT]")
         return parts.hostname, port or DEFAULT_PORTS[parts.scheme], parts.scheme == "mqtts"
 
     @property
