@@ -32,7 +32,7 @@ from edge.sinks.mqtt.payloads import detections_payload, label_counts, snapshot_
 from edge.sinks.mqtt.pump import SpoolPump
 from edge.sinks.mqtt.session import Session, import_paho
 from edge.sinks.mqtt.settings import PUBLISH_CHANGE, PUBLISH_INTERVAL, MqttSettings
-from edge.sinks.mqtt.spool import Spool
+from edge.sinks.mqtt.spool import open_spool
 from edge.sources.base import Frame
 
 log = logging.getLogger(__name__)
@@ -72,13 +72,14 @@ class MqttSink:
         self._snapshot_classes = settings.snapshot_classes(self.names)
         password = settings.resolve_password()
         self.state_dir = settings.resolve_state_dir()
-        self._spool = Spool(self.state_dir, settings.spool_max)
+        self._spool = open_spool(self.state_dir, settings.spool_max)  # in memory if the state folder is unusable
         # camera thread -> publisher thread
         self._pending: deque[_Item] = deque()
         self._stats_pending: dict | None = None
         self._wake = threading.Event()
         try:
-            self._session = Session(settings, password, self._spool.path, lambda: self._spool.depth, self._wake.set)
+            where = self._spool.path if self._spool.persistent else "memory (no disk spool)"
+            self._session = Session(settings, password, where, lambda: self._spool.depth, self._wake.set)
         except BaseException:
             self._spool.close()
             raise
@@ -95,7 +96,7 @@ class MqttSink:
         # publisher thread only
         self._dropping_spool = False
         self._dropping_queue = False
-        self._failing_disk = False
+        self._spool_bug_logged = False
         self.counters = {"queue_dropped": 0, "spool_errors": 0, "snapshots": 0, "snapshots_skipped": 0}
         self._closing = False
         self._closed = False
@@ -164,7 +165,7 @@ class MqttSink:
         self._session.stop()
         left = self._spool.depth
         self._spool.close()
-        if left:
+        if left and self._spool.persistent and self._spool.problem is None:
             log.info("MQTT: %d messages stay spooled in %s for the next run", left, self._spool.path)
 
     def __enter__(self) -> MqttSink:
@@ -195,6 +196,7 @@ class MqttSink:
             "spool_depth": self._spool.depth,
             "spool_dropped": self._spool.dropped,
             "acked": self._pump.acked,
+            **self._spool.counters(),
             **self.counters,
             **self._session.counters,
         }
@@ -243,22 +245,19 @@ class MqttSink:
                         seq=item.seq, device=self.settings.device_id, model=self.settings.model,
                         frame_index=item.frame_index, capture_time=item.capture_time, wh=item.wh,
                         dets=item.dets, names=self.names)))
-            try:
+            try:  # a full or failing disk is the spool's to handle (the messages wait in memory)
                 dropped = self._spool.append(rows, self.settings.device_id, last_seq) if rows else 0
-            except sqlite3.Error as exc:
+            except sqlite3.Error as exc:  # anything else from sqlite is a bug: counted, said once
                 self.counters["spool_errors"] += len(rows)
-                if not self._failing_disk:
-                    self._failing_disk = True
-                    log.error("cannot write the MQTT spool %s (%s); messages are being lost until it works again",
-                              self._spool.path, exc)
+                if not self._spool_bug_logged:
+                    self._spool_bug_logged = True
+                    log.error("cannot write the MQTT spool %s (%s); these messages are lost", self._spool.path, exc)
             else:
-                if self._failing_disk:
-                    self._failing_disk = False
-                    log.info("MQTT spool %s writable again", self._spool.path)
                 if dropped and not self._dropping_spool:
                     self._dropping_spool = True
-                    log.warning("MQTT spool full (--spool-max %d): dropping the oldest messages, counted as "
-                                "spool_dropped in stats", self.settings.spool_max)
+                    log.warning("MQTT spool full (--spool-max %d, or %d in memory while the disk cannot take them): "
+                                "dropping the oldest messages, counted as spool_dropped in stats",
+                                self.settings.spool_max, self._spool.memory_max)
                 elif not dropped and self._dropping_spool:
                     self._dropping_spool = False
                     log.info("MQTT spool below its bound again after dropping %d messages", self._spool.dropped)
