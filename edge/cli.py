@@ -18,6 +18,7 @@ from typing import Any, Callable, Sequence
 from edge.errors import EdgeError, InvalidSetting
 
 PROG = "edge-detect"
+EXIT_FAILURE = 1  # the run could not go on (under systemd: restarted)
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
 OPENCV_LOG_ENV = "OPENCV_LOG_LEVEL"
@@ -134,6 +135,10 @@ def run_detect(settings) -> int:
     notifier.close()
     if final["read"] == 0 and isinstance(source, VideoFileSource):
         raise EdgeError(f"{source.path} has no decodable video frames")
+    max_frames = settings.run.max_frames
+    if source.live and not pipeline.stop_requested and not (max_frames and final["processed"] >= max_frames):
+        log.error("capture of %s ended although a live source never ends; exiting %d", source.name, EXIT_FAILURE)
+        return EXIT_FAILURE
     return 0
 
 

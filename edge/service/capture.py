@@ -5,6 +5,11 @@ loop has not taken yet, which is then counted as dropped, so inference never see
 and nothing queues behind a slow consumer. File sources are paced by the consumer instead (the
 reader waits until the mailbox is empty), so every frame of a video is processed unless
 real-time reading is asked for. Either way ``processed + dropped == read`` when the run ends.
+
+A live source that is not there at start-up (a camera still booting, a stream refused) is waited
+for exactly like one lost later: the thread starts reconnecting at once, and the run goes on.
+``responsive()`` tells the watchdog whether the thread is making progress (reading, or waiting
+between reconnect attempts) rather than stuck inside a driver call.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import time
 from dataclasses import dataclass
 
 from edge.errors import EdgeError
-from edge.sources.base import CorruptFrame, Frame, FrameSource, Grab, SourceLost
+from edge.sources.base import CorruptFrame, Frame, FrameSource, Grab, SourceLost, SourceUnavailable
 from edge.sources.settings import DEFAULT_STALL_TIMEOUT_S
 from edge.service.stats import Counters
 
@@ -26,6 +31,9 @@ RECONNECT_MAX_S = 30.0  # a camera back after a long outage is picked up within 
 BACKOFF_FACTOR = 2.0
 MS_PER_S = 1000.0
 JOIN_TIMEOUT_S = 1.0  # shutdown must finish within 2 s even if a read hangs in a driver
+# A read or open that has not returned this long after the stall timeout is stuck in a driver:
+# the thread stops counting as responsive, the watchdog pings stop and systemd restarts the process.
+HANG_MARGIN_S = 20.0
 
 
 class Mailbox:
@@ -111,15 +119,47 @@ class Capture:
         self._thread: threading.Thread | None = None
         self._up = False
         self._down_since = 0.0
+        self._ever_up = False
+        self.down_reason: str | None = None  # why a live source is not delivering, for STATUS=
+        self._busy_since: float | None = None  # monotonic time the current read()/open() began
         self._corrupt_logged = False
         self._index = 0
         self._clock_base: tuple[float, float] | None = None  # (monotonic, position_ms) for real-time files
 
     def open(self) -> None:
-        """Open the source once, in the caller's thread; EdgeError for a source that cannot work at all."""
-        self.source.open()
-        self._up = True
+        """Open the source once, in the caller's thread; EdgeError for a source that cannot work at all.
+
+        A live source that is only unavailable (SourceUnavailable) is left to the thread, which
+        waits for it with backoff.
+        """
+        try:
+            self.source.open()
+        except SourceUnavailable as exc:
+            if not self.source.live:
+                raise
+            self._down_since = time.monotonic()
+            self.down_reason = str(exc)
+            log.warning("source %s is not available (%s); waiting for it, retrying with backoff up to %g s",
+                        self.source.name, exc, self.settings.reconnect_max_s)
+            return
+        self._up = self._ever_up = True
         self.counters.source_up = True
+
+    @property
+    def up(self) -> bool:
+        return self._up
+
+    def responsive(self, now: float | None = None) -> bool:
+        """The thread is alive and not stuck in a read or open (waiting between reconnects counts as alive)."""
+        if self._thread is None or not self._thread.is_alive():
+            return False
+        busy_since = self._busy_since
+        limit = self.settings.stall_timeout_s + HANG_MARGIN_S
+        return busy_since is None or (time.monotonic() if now is None else now) - busy_since < limit
+
+    @property
+    def down_for_s(self) -> float:
+        return 0.0 if self._up else time.monotonic() - self._down_since
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="capture", daemon=True)
@@ -154,6 +194,7 @@ class Capture:
                     return
                 last_good = time.monotonic()
             try:
+                self._busy_since = time.monotonic()
                 grab = self.source.read()
             except CorruptFrame as exc:
                 self._corrupt(exc)
@@ -171,6 +212,8 @@ class Capture:
                     raise
                 self._lost(f"{type(exc).__name__}: {exc}")
                 continue
+            finally:
+                self._busy_since = None
             if grab is None:
                 if self.settings.loop and self._restart_file():
                     continue
@@ -222,28 +265,42 @@ class Capture:
         self._up = False
         self.counters.source_up = False
         self._down_since = time.monotonic()
+        self.down_reason = reason
         log.warning("source %s down: %s", self.source.name, reason)
         self.source.close()
 
     def _reconnect(self) -> bool:
-        """Reopen with capped exponential backoff until it works (True) or the run stops (False)."""
+        """Reopen with capped exponential backoff until it works (True) or the run stops (False).
+
+        Every EdgeError counts as "not yet": a source that worked once, or a live one waited for
+        since start-up, is retried whatever it says.
+        """
         delay = self.settings.reconnect_min_s
-        announced = False
+        announced = not self._ever_up  # the start-up wait has been announced by open()
         while not self._stop.wait(delay):
             try:
+                self._busy_since = time.monotonic()
                 self.source.open()
             except EdgeError as exc:
+                self.down_reason = str(exc)
                 if not announced:
                     announced = True
                     log.info("source %s reconnecting (%s); retrying with backoff up to %g s",
                              self.source.name, exc, self.settings.reconnect_max_s)
                 delay = min(delay * BACKOFF_FACTOR, self.settings.reconnect_max_s)
                 continue
+            finally:
+                self._busy_since = None
             self._up = True
+            self.down_reason = None
             self._corrupt_logged = False
-            self.counters.reconnects += 1
             self.counters.source_up = True
-            log.info("source %s up again after %.1f s (reconnect %d)",
-                     self.source.name, time.monotonic() - self._down_since, self.counters.reconnects)
+            waited_s = time.monotonic() - self._down_since
+            if self._ever_up:
+                self.counters.reconnects += 1
+                log.info("source %s up again after %.1f s (reconnect %d)", self.source.name, waited_s, self.counters.reconnects)
+            else:
+                self._ever_up = True
+                log.info("source %s up after waiting %.1f s for it", self.source.name, waited_s)
             return True
         return False

@@ -1,9 +1,14 @@
 """The inference loop: newest frame from the capture mailbox → detector → sinks, until stopped.
 
-It owns the run's lifecycle: READY to systemd once running, a watchdog ping per processed frame
-(so a stalled camera or interpreter stops the pings), periodic stats to the log and the sinks,
-and a clean stop on SIGINT/SIGTERM: the frame in flight is finished, sinks are flushed, and the
-process exits 0 well within systemd's stop timeout.
+It owns the run's lifecycle: READY to systemd once running (STATUS= says when it is still waiting
+for its camera), the watchdog, periodic stats to the log and the sinks, and a clean stop on
+SIGINT/SIGTERM: the frame in flight is finished, sinks are flushed, and the process exits 0 well
+within systemd's stop timeout.
+
+The watchdog is fed while the loop turns and the capture thread is responsive (delivering frames,
+or waiting between attempts to reopen a lost camera): a missing camera is waited for, a loop
+stuck in the interpreter or a capture stuck in a driver stops the pings and gets the process
+restarted.
 """
 
 from __future__ import annotations
@@ -59,6 +64,11 @@ class Pipeline:
         self._stop = threading.Event()
         self._status_t = time.monotonic()
         self._status_processed = 0
+        self._next_stats: float | None = None
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop.is_set()
 
     def request_stop(self) -> None:
         """Safe from a signal handler: only sets a flag the loop checks between frames."""
@@ -66,7 +76,7 @@ class Pipeline:
 
     def run(self) -> dict[str, Any]:
         self.capture.start()
-        self.notifier.ready(f"running on {self.capture.source.name}")
+        self.notifier.ready(self._source_status())
         try:
             self._loop()
         finally:
@@ -79,18 +89,17 @@ class Pipeline:
         counters = self.stats.counters
         period_s = 1.0 / settings.max_fps if settings.max_fps else 0.0
         next_slot = 0.0
-        next_stats = time.monotonic() + settings.stats_interval_s if settings.stats_interval_s > 0 else None
+        self._next_stats = time.monotonic() + settings.stats_interval_s if settings.stats_interval_s > 0 else None
         while not self._stop.is_set():
             wait = next_slot - time.monotonic()
-            if wait > 0 and self._stop.wait(wait):
-                break
+            if wait > 0:  # --max-fps: between slots the loop still turns, for the watchdog and stats
+                if self._stop.wait(min(wait, TAKE_TIMEOUT_S)):
+                    break
+                self._tick(time.monotonic())
+                continue
             frame = self.capture.mailbox.take(TAKE_TIMEOUT_S)
             now = time.monotonic()
-            if next_stats is not None and now >= next_stats:
-                self._emit_stats()
-                next_stats = now + settings.stats_interval_s
-            if now - self._status_t >= STATUS_INTERVAL_S:
-                self._send_status(now)
+            self._tick(now)
             if frame is None:
                 if self.capture.mailbox.finished:
                     break
@@ -100,13 +109,23 @@ class Pipeline:
             if settings.max_frames is not None and counters.processed >= settings.max_frames:
                 break
 
+    def _tick(self, now: float) -> None:
+        """Once per turn of the loop: the watchdog, periodic stats and STATUS=."""
+        if self.capture.responsive(now):
+            self.watchdog.beat()
+        if self._next_stats is not None and now >= self._next_stats:
+            self._emit_stats()
+            self._next_stats = now + self.settings.stats_interval_s
+        if now - self._status_t >= STATUS_INTERVAL_S:
+            self._send_status(now)
+
     def _process(self, frame: Frame) -> None:
         dets, stage_ms = self.detector.detect(frame.image)
         for sink in self.sinks:
             sink.write(frame, dets)
         self.stats.counters.processed += 1
         self.stats.record_latency(stage_ms)
-        self.watchdog.frame_processed()
+        self.watchdog.beat()
 
     def _emit_stats(self, final: bool = False) -> dict[str, Any]:
         snapshot = self.stats.snapshot(final=final)
@@ -119,8 +138,15 @@ class Pipeline:
         counters = self.stats.counters
         fps = (counters.processed - self._status_processed) / max(now - self._status_t, 1e-9)
         self.notifier.status(f"{fps:.1f} fps, {counters.processed} frames, {counters.dropped} dropped, "
-                             f"source {'up' if counters.source_up else 'down'}, {counters.reconnects} reconnects")
+                             f"{counters.reconnects} reconnects; {self._source_status()}")
         self._status_t, self._status_processed = now, counters.processed
+
+    def _source_status(self) -> str:
+        capture = self.capture
+        name = capture.source.name
+        if capture.up or not capture.source.live:
+            return f"running on {name}"
+        return f"waiting for {name} for {capture.down_for_s:.0f} s: {capture.down_reason or 'reconnecting'}"
 
     def _shut_down(self) -> dict[str, Any]:
         """Stop capture, count a frame left in the mailbox as dropped, report, flush every sink."""

@@ -7,11 +7,13 @@ detector must not stop because its supervisor cannot be told something.
 
 In edge-detect (``Type=notify``, ``WatchdogSec=`` in deploy/edge-detect.service):
 
-* ``READY=1`` once the model is loaded and the source is open: systemd counts the start as done and
-  arms the watchdog from then on;
-* ``WATCHDOG=1`` through :class:`WatchdogPacer` from the inference loop, per processed frame, so a
-  camera or interpreter that hangs stops the pings and systemd restarts the service;
-* ``STATUS=`` a short line (fps, frames) every few seconds, shown by ``systemctl status``;
+* ``READY=1`` once the model is loaded and the capture is running (its source open, or a live one
+  being waited for): systemd counts the start as done and arms the watchdog from then on;
+* ``WATCHDOG=1`` through :class:`WatchdogPacer` from each turn of the inference loop while the
+  capture thread is responsive, so a hung interpreter, loop or camera driver stops the pings and
+  systemd restarts the service, while a camera that is only missing is waited for;
+* ``STATUS=`` a short line (fps, frames, the source or what it waits for) every few seconds, shown
+  by ``systemctl status``;
 * ``STOPPING=1`` when shutting down.
 """
 
@@ -99,7 +101,7 @@ def _status_field(text: str) -> str:
 
 
 class WatchdogPacer:
-    """Turns "a frame was processed" into ``WATCHDOG=1`` at most every half watchdog interval.
+    """Turns "the service is alive" beats into ``WATCHDOG=1`` at most every half watchdog interval.
 
     Reads ``$WATCHDOG_USEC`` (and ``$WATCHDOG_PID``: when set, it must be this process) as
     sd_watchdog_enabled(3) does; without them it never pings.
@@ -117,8 +119,8 @@ class WatchdogPacer:
     def enabled(self) -> bool:
         return self.period_s is not None and self._notifier.enabled
 
-    def frame_processed(self) -> bool:
-        """Call after each frame went through inference; True when a ping was sent."""
+    def beat(self) -> bool:
+        """Call whenever the service shows it is alive (a frame processed, a turn of the loop); True when a ping was sent."""
         if self.period_s is None:
             return False
         now = self._clock()

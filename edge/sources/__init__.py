@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import Iterator
 
 from edge.errors import EdgeError
-from edge.sources.base import IMAGE_SUFFIXES, CorruptFrame, Frame, FrameSource, Grab, SourceLost, check_image
+from edge.sources.base import (IMAGE_SUFFIXES, CorruptFrame, Frame, FrameSource, Grab, SourceLost, SourceUnavailable,
+                               check_image)
 from edge.sources.images import ImageListSource, image_paths, is_glob, read_image
 from edge.sources.opencv import CameraSource, StreamSource, VideoFileSource, is_stream_url
 from edge.sources.picam import PicameraSource, parse_picam_spec
 
 __all__ = [
-    "IMAGE_SUFFIXES", "CorruptFrame", "Frame", "FrameSource", "Grab", "SourceLost", "check_image",
+    "IMAGE_SUFFIXES", "CorruptFrame", "Frame", "FrameSource", "Grab", "SourceLost", "SourceUnavailable", "check_image",
     "image_paths", "read_image", "open_source", "iter_frames",
 ]
 

@@ -1,6 +1,6 @@
 """What every source shares: the frame records, the two read errors, and the ``FrameSource`` protocol.
 
-It imports nothing else of edge's, so every backend can build on it without a cycle.
+It imports nothing of edge's but the error type, so every backend can build on it without a cycle.
 """
 
 from __future__ import annotations
@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+
+from edge.errors import EdgeError
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 
@@ -52,10 +54,17 @@ class SourceLost(Exception):
     """A live source failed (read error, device gone, stream cut): close it and reconnect."""
 
 
+class SourceUnavailable(EdgeError):
+    """A live source cannot be opened now but may come (a camera not plugged in or not booted yet, a
+    stream refused): waited for with backoff, at start-up as after a loss. Other EdgeErrors from
+    ``open()`` (a missing library, a malformed spec) need the user and end the run."""
+
+
 class FrameSource(Protocol):
     """The interface every backend implements.
 
-    ``open()`` raises EdgeError when the source cannot be opened (the message names the fix);
+    ``open()`` raises EdgeError when the source cannot be opened (the message names the fix),
+    SourceUnavailable when a live source may still come;
     ``read()`` returns the next Grab, None at the end of a file source, raises CorruptFrame for a
     bad frame and SourceLost when a live source fails; ``close()`` may be called more than once.
     """

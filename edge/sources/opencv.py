@@ -14,7 +14,7 @@ import cv2
 
 from edge.errors import EdgeError
 from edge.redact import redact_url
-from edge.sources.base import CorruptFrame, Grab, SourceLost, check_image
+from edge.sources.base import CorruptFrame, Grab, SourceLost, SourceUnavailable, check_image
 
 STREAM_SCHEMES = ("rtsp", "rtsps", "http", "https")
 MS_PER_S = 1000
@@ -176,13 +176,14 @@ class CameraSource(_LiveCapture):
     def open(self) -> None:
         device = Path(f"/dev/video{self.index}")
         if sys.platform.startswith("linux") and not device.exists():
-            raise EdgeError(f"camera {self.index}: {device} does not exist; list cameras with `v4l2-ctl --list-devices`"
-                            " (a Raspberry Pi camera module is --camera picam)")
+            raise SourceUnavailable(f"camera {self.index}: {device} does not exist; list cameras with `v4l2-ctl --list-devices`"
+                                    " (a Raspberry Pi camera module is --camera picam)")
         backend = cv2.CAP_V4L2 if sys.platform.startswith("linux") else cv2.CAP_ANY
         capture = cv2.VideoCapture(self.index, backend)
         if not capture.isOpened():
             capture.release()
-            raise EdgeError(f"cannot open camera {self.index} ({device}): busy, no permission (group video) or not a capture device")
+            raise SourceUnavailable(f"cannot open camera {self.index} ({device}): busy, no permission (group video) "
+                                    "or not a capture device")
         capture.set(cv2.CAP_PROP_BUFFERSIZE, CAMERA_BUFFER_FRAMES)
         self._opened(capture)
 
@@ -209,5 +210,5 @@ class StreamSource(_LiveCapture):
                                    [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms])
         if not capture.isOpened():
             capture.release()
-            raise EdgeError(f"cannot open stream {self.name}: unreachable, refused, or not a video stream")
+            raise SourceUnavailable(f"cannot open stream {self.name}: unreachable, refused, or not a video stream")
         self._opened(capture)

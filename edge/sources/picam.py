@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from edge.errors import EdgeError
-from edge.sources.base import CorruptFrame, Grab, SourceLost, check_image
+from edge.sources.base import CorruptFrame, Grab, SourceLost, SourceUnavailable, check_image
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +144,7 @@ class PicameraSource:
         try:
             camera = module.Picamera2(self.spec.camera_num)
         except (IndexError, RuntimeError) as exc:
-            raise EdgeError(f"camera module {self.spec.camera_num} not found ({exc}); check the ribbon cable and "
+            raise SourceUnavailable(f"camera module {self.spec.camera_num} not found ({exc}); check the ribbon cable and "
                             "`rpicam-hello --list-cameras`") from None
         try:
             config = camera.create_video_configuration(
@@ -153,7 +153,7 @@ class PicameraSource:
             camera.start()
         except Exception as exc:  # libcamera raises RuntimeError and others; any of them means "not usable"
             camera.close()
-            raise EdgeError(f"cannot start camera module {self.spec.camera_num}: {exc}") from None
+            raise SourceUnavailable(f"cannot start camera module {self.spec.camera_num}: {exc}") from None
         self._camera = camera
         log.info("%s: lores %dx%d %s", self.name, *self._size_wh, self._format)
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.edge.edge_testing import time_limit
+from tests.edge.notify_socket import notify_socket  # noqa: F401  (fixture)
 
 EXIT_ERROR = 2
 SHUTDOWN_LIMIT_S = 2.0  # systemd's stop must not wait on us
@@ -195,24 +196,55 @@ def test_a_stop_signal_ends_the_run_cleanly(int8_model, data_dir, signum):
     assert counts["read"] == counts["processed"] + counts["dropped"]
 
 
+def free_loopback_port() -> int:
+    with socket.socket() as probe:  # a loopback port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 @pytest.mark.parametrize("extra, fragments", [
-    (["--camera", "9"], ("camera 9", "/dev/video9", "v4l2-ctl --list-devices")),
     (["--camera", "lobby"], ("expected a camera index",)),
-    (["--source", "http://127.0.0.1:{port}/stream.mjpg"], ("cannot open stream http://127.0.0.1:{port}/stream.mjpg",)),
-    (["--source", "rtsp://admin:hunter2@127.0.0.1:{port}/h264"], ("cannot open stream rtsp://admin:***@127.0.0.1:{port}/h264",)),
     (["--source", "ftp://example.com/clip.mp4"], ("unsupported URL scheme",)),
     (["--source", "{tmp}/*.jpg"], ("no images matching",)),
     (["--source", "{tmp}/notes.mp4"], ("cannot open", "as a video")),
-], ids=["missing-camera", "camera-name", "http-refused", "rtsp-refused", "ftp", "empty-glob", "not-a-video"])
+], ids=["camera-name", "ftp", "empty-glob", "not-a-video"])
 def test_unusable_sources_are_one_line_errors(int8_model, tmp_path, extra, fragments):
-    with socket.socket() as probe:  # a loopback port nobody listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     (tmp_path / "notes.mp4").write_text("not a video")
-    fill = {"port": port, "tmp": tmp_path}
+    fill = {"port": free_loopback_port(), "tmp": tmp_path}
     result = run_cli("--model", int8_model, *[arg.format(**fill) for arg in extra])
     assert_one_line_error(result, *[fragment.format(**fill) for fragment in fragments])
-    assert "hunter2" not in result.stderr
+
+
+@pytest.mark.parametrize("extra, fragments", [
+    (["--camera", "9"], ("camera 9", "/dev/video9", "v4l2-ctl --list-devices")),
+    (["--source", "http://127.0.0.1:{port}/stream.mjpg"], ("cannot open stream http://127.0.0.1:{port}/stream.mjpg",)),
+    (["--source", "rtsp://admin:hunter2@127.0.0.1:{port}/h264?password=hunter3"],
+     ("cannot open stream rtsp://admin:***@127.0.0.1:{port}/h264?password=***",)),
+], ids=["missing-camera", "http-refused", "rtsp-refused"])
+def test_a_live_source_that_is_not_there_is_waited_for(int8_model, notify_socket, extra, fragments):
+    """A camera not plugged in or not booted yet, a stream refused: one line naming it and the fix, then
+    the run waits for it (READY=1, STATUS= says what for, the watchdog fed) until stopped."""
+    fill = {"port": free_loopback_port()}
+    env = {**os.environ, **notify_socket.env, "WATCHDOG_USEC": "1000000"}
+    process = subprocess.Popen([sys.executable, "-m", "edge.cli", "--model", str(int8_model),
+                                *[arg.format(**fill) for arg in extra]],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        ready = notify_socket.wait_for("READY=1", timeout=time_limit(60))
+        assert ready["STATUS"].startswith("waiting for "), ready.raw
+        pings = [m for m in notify_socket.collect(time_limit(3.0)) if "WATCHDOG" in m]
+        assert len(pings) >= 2, "the watchdog is fed while the camera is waited for"
+        assert process.poll() is None
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=time_limit(10))
+    finally:
+        process.kill()
+    assert process.returncode == 0 and out == "", err
+    assert "Traceback" not in err and "hunter" not in err and "hunter" not in ready.raw.decode()
+    warnings = [line for line in err.splitlines() if line.startswith("edge-detect: warning:")]
+    assert len(warnings) == 1 and "waiting for it" in warnings[0], err
+    for fragment in fragments:
+        assert fragment.format(**fill) in warnings[0]
 
 
 def test_a_pi_camera_without_picamera2_says_how_to_install_it(int8_model):

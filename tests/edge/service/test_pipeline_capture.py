@@ -11,7 +11,7 @@ import pytest
 
 from edge.service.capture import Capture, CaptureSettings, Mailbox
 from edge.errors import EdgeError
-from edge.sources import CorruptFrame, Frame, Grab, SourceLost
+from edge.sources import CorruptFrame, Frame, Grab, SourceLost, SourceUnavailable
 from edge.service.stats import Counters, PipelineStats, format_snapshot, parse_stats_line
 
 FAST_RECONNECT = dict(reconnect_min_s=0.01, reconnect_max_s=0.04)
@@ -187,3 +187,97 @@ def test_a_file_is_read_completely_and_replayed_with_loop(data_dir, loop):
     assert len(positions) == (400 if loop else 377) == counters.read
     if loop:
         assert positions[377] < positions[376]  # back to the start
+
+
+class LateCamera(ScriptedSource):
+    """A camera that is not there for its first ``missing_opens`` opens, start-up included."""
+
+    def __init__(self, script: str, missing_opens: int):
+        super().__init__(script)
+        self.missing_opens = missing_opens
+
+    def open(self) -> None:
+        self.opens += 1
+        if self.opens <= self.missing_opens:
+            raise SourceUnavailable("/dev/video0 does not exist")
+
+
+def test_a_live_source_missing_at_start_up_is_waited_for_like_a_lost_one(caplog):
+    source = LateCamera("fff", missing_opens=3)
+    with caplog.at_level(logging.INFO, logger="edge.service.capture"):
+        counters, taken = run_script(source, stall_timeout_s=60)  # open() must not raise
+    messages = [r.getMessage() for r in caplog.records]
+    assert [m for m in messages if "not available" in m] == [
+        "source scripted is not available (/dev/video0 does not exist); waiting for it, retrying with backoff up to 0.04 s"]
+    assert not [m for m in messages if "reconnecting" in m or " down: " in m]  # announced once, as waiting
+    assert len([m for m in messages if "up after waiting" in m]) == 1
+    assert source.opens == 4 and counters.reconnects == 0  # nothing was lost: it arrived late
+    assert counters.read == 3 == counters.processed + counters.dropped
+
+
+def test_a_live_source_that_needs_the_user_still_ends_the_run_at_once():
+    class NoLibrary(ScriptedSource):
+        def open(self) -> None:
+            raise EdgeError("picamera2 is not installed")
+
+    counters = Counters()
+    capture = Capture(NoLibrary(""), Mailbox(counters), counters, CaptureSettings(**FAST_RECONNECT))
+    with pytest.raises(EdgeError, match="picamera2 is not installed"):
+        capture.open()
+
+
+def test_a_video_that_cannot_be_opened_fails_at_once(tmp_path):
+    from edge.sources.opencv import VideoFileSource
+
+    (tmp_path / "x.mp4").write_text("not a video")
+    counters = Counters()
+    capture = Capture(VideoFileSource(tmp_path / "x.mp4"), Mailbox(counters), counters, CaptureSettings())
+    with pytest.raises(EdgeError, match="as a video"):
+        capture.open()
+
+
+class HangingCamera(ScriptedSource):
+    """Delivers a frame, then hangs inside read() until released, as a wedged driver does."""
+
+    def __init__(self):
+        super().__init__("f")
+        self.release = threading.Event()
+        self.hanging = threading.Event()
+
+    def read(self) -> Grab:
+        if self.script:
+            return super().read()
+        self.hanging.set()
+        self.release.wait(TAKE_S)
+        raise SourceLost("released")
+
+
+def test_responsive_while_waiting_for_a_camera_not_while_stuck_in_a_driver(monkeypatch):
+    import edge.service.capture as capture_module
+
+    monkeypatch.setattr(capture_module, "HANG_MARGIN_S", 0.3)
+    counters = Counters()
+    waiting = Capture(LateCamera("", missing_opens=10**6), Mailbox(counters), counters,
+                      CaptureSettings(stall_timeout_s=0.0, reconnect_min_s=0.05, reconnect_max_s=0.05))
+    waiting.open()
+    assert not waiting.responsive()  # not started
+    waiting.start()
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:  # reconnecting for a second: responsive all along
+        assert waiting.responsive() and not waiting.up
+        time.sleep(0.02)
+    assert waiting.down_reason == "/dev/video0 does not exist"
+    waiting.stop()
+    assert not waiting.responsive()  # the thread has ended
+
+    hanging_source = HangingCamera()
+    counters = Counters()
+    hanging = Capture(hanging_source, Mailbox(counters), counters, CaptureSettings(stall_timeout_s=0.0))
+    hanging.open()
+    hanging.start()
+    assert hanging_source.hanging.wait(TAKE_S)
+    assert hanging.responsive()  # a read may take a while
+    time.sleep(0.5)
+    assert not hanging.responsive()  # past the stall timeout plus the margin: stuck
+    hanging_source.release.set()
+    hanging.stop()

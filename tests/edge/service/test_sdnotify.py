@@ -36,7 +36,7 @@ def test_without_notify_socket_every_call_is_a_quiet_no_op(caplog):
     notifier = Notifier({})
     pacer = WatchdogPacer(notifier, {})
     with caplog.at_level(logging.DEBUG):
-        results = [notifier.ready(), notifier.watchdog(), notifier.status("x"), notifier.stopping(), pacer.frame_processed()]
+        results = [notifier.ready(), notifier.watchdog(), notifier.status("x"), notifier.stopping(), pacer.beat()]
     assert results == [False] * 5
     assert not notifier.enabled and not pacer.enabled
     assert caplog.records == []
@@ -68,7 +68,7 @@ def test_pacer_pings_at_most_every_half_interval(notify_socket):  # noqa: F811
     sent = []
     for step_s in [0, 1, 13, 0.5, 0.5, 14.9, 0.2, 30]:   # frames at t = 0, 1, 14, 14.5, 15, 29.9, 30.1, 60.1
         clock.now += step_s
-        sent.append(pacer.frame_processed())
+        sent.append(pacer.beat())
     assert sent == [True, False, False, False, True, False, True, True]
     assert [m.raw for m in notify_socket.drain()] == [b"WATCHDOG=1"] * 4
 
@@ -82,5 +82,5 @@ def test_pacer_pings_at_most_every_half_interval(notify_socket):  # noqa: F811
 def test_pacer_stays_silent_when_the_watchdog_is_not_for_us(notify_socket, env, reason):  # noqa: F811
     pacer = WatchdogPacer(Notifier(notify_socket.env), env)
     assert not pacer.enabled, reason
-    assert [pacer.frame_processed() for _ in range(3)] == [False] * 3
+    assert [pacer.beat() for _ in range(3)] == [False] * 3
     assert notify_socket.drain() == []
