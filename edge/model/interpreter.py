@@ -20,6 +20,7 @@ import numpy as np
 
 from edge.errors import EdgeError
 from edge.model.flatbuffer import CorruptModel, check_tflite
+from edge.model.integrity import check_integrity
 from edge.model.metadata import REEXPORT_FIX, ModelMeta, read_metadata
 from edge.model.settings import device_text
 
@@ -124,7 +125,6 @@ def load_interpreter(path: str | Path, threads: int | None = None, device: str =
     content = read_model_file(path)
     delegate_options = parse_device(device)
     compiled_for_tpu = EDGETPU_CUSTOM_OP in content
-    del content
     if compiled_for_tpu and delegate_options is None:
         raise EdgeError(f"{path} is compiled for the Edge TPU; run it with --device edgetpu, or use the model before edgetpu_compiler")
     if threads is None:
@@ -138,6 +138,8 @@ def load_interpreter(path: str | Path, threads: int | None = None, device: str =
         if not compiled_for_tpu:
             log.warning("%s is not compiled for the Edge TPU: it will run on the CPU; compile it with edgetpu_compiler", path.name)
         delegates.append(_edgetpu_delegate(module, delegate_options))
+    check_integrity(content, path)  # last before the interpreter parses the file, which trusts every byte
+    del content
     try:
         interpreter = module.Interpreter(
             model_path=str(path), num_threads=threads, experimental_delegates=delegates or None

@@ -3,10 +3,15 @@
 The metadata is a JSON document stored as the member ``edge_yolo.json`` of a zip archive appended
 to the TFLite flatbuffer. Interpreters ignore the trailing bytes and ``zipfile`` finds an archive
 at the end of any file, so no extra dependency is needed on either side of the contract.
+
+The archive's comment ends with the sha256 of every byte of the file before it (flatbuffer,
+metadata and zip records alike), so a flipped bit anywhere, in the model or in its metadata, is
+found before the interpreter ever parses the file (``edge.model.integrity``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import zipfile
@@ -24,6 +29,9 @@ SUPPORTED_LAYOUT_VERSIONS = (1,)
 PRECISIONS = ("fp32", "fp16", "int8")
 REQUIRED_KEYS = ("format", "layout_version", "imgsz", "precision", "strides", "anchors", "nc", "names")
 ZIP_COMMENT_PREFIX = b"edge-yolo flatbuffer_size="
+HASH_FIELD = b" sha256="  # the comment's last field: the file's last 64 bytes are the hash, in hex
+HASH_HEX_CHARS = 64
+INTEGRITY_KEY, INTEGRITY_SHA256 = "integrity", "sha256"  # declared in the JSON, so a garbled trailer is noticed
 REEXPORT_FIX = "re-export the model with `edge-convert export`"
 
 
@@ -103,6 +111,7 @@ def parse_metadata(document: str | bytes | dict, origin: str = "metadata") -> Mo
             raise EdgeError(f"{origin}: metadata is not valid JSON ({exc}); {REEXPORT_FIX}") from None
     if not isinstance(raw, dict):
         raise EdgeError(f"{origin}: metadata must be a JSON object; {REEXPORT_FIX}")
+    raw = {key: value for key, value in raw.items() if key != INTEGRITY_KEY}  # about the file, not the model
     missing = [key for key in REQUIRED_KEYS if key not in raw]
     if missing:
         raise EdgeError(f"{origin}: metadata lacks {', '.join(missing)}; {REEXPORT_FIX}")
@@ -170,19 +179,23 @@ def write_metadata(tflite_path: str | Path, meta: dict[str, Any]) -> None:
     """Append ``meta`` as ``edge_yolo.json`` to the model, replacing metadata appended earlier.
 
     The flatbuffer's own size is recorded in the zip comment; replacing metadata cuts the file
-    back to that size, so repeated writes never stack archives.
+    back to that size, so repeated writes never stack archives. The comment ends with the sha256
+    of all the bytes before the hash itself.
     """
     path = Path(tflite_path)
     flatbuffer_size = _flatbuffer_size(path)
-    document = json.dumps(meta, indent=1, sort_keys=False).encode("utf-8")
+    document = json.dumps({**meta, INTEGRITY_KEY: INTEGRITY_SHA256}, indent=1, sort_keys=False).encode("utf-8")
     archive = io.BytesIO()
     with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        zf.comment = ZIP_COMMENT_PREFIX + str(flatbuffer_size).encode("ascii")
+        zf.comment = ZIP_COMMENT_PREFIX + str(flatbuffer_size).encode("ascii") + HASH_FIELD + b"0" * HASH_HEX_CHARS
         zf.writestr(MEMBER_NAME, document)
     with open(path, "r+b") as fh:
+        flatbuffer = fh.read(flatbuffer_size)
+        unhashed = archive.getvalue()[:-HASH_HEX_CHARS]
+        digest = hashlib.sha256(flatbuffer + unhashed).hexdigest().encode("ascii")
         fh.truncate(flatbuffer_size)
         fh.seek(flatbuffer_size)
-        fh.write(archive.getvalue())
+        fh.write(unhashed + digest)
 
 
 def _flatbuffer_size(path: Path) -> int:
@@ -193,7 +206,7 @@ def _flatbuffer_size(path: Path) -> int:
             if MEMBER_NAME not in zf.namelist():
                 return total
             if zf.comment.startswith(ZIP_COMMENT_PREFIX):
-                recorded = int(zf.comment[len(ZIP_COMMENT_PREFIX):])
+                recorded = int(zf.comment[len(ZIP_COMMENT_PREFIX):].split(b" ", 1)[0])
                 if 0 < recorded < total:
                     return recorded
             # no usable comment: the archive starts at its first local header
