@@ -139,6 +139,8 @@ def run_detect(settings) -> int:
     if source.live and not pipeline.stop_requested and not (max_frames and final["processed"] >= max_frames):
         log.error("capture of %s ended although a live source never ends; exiting %d", source.name, EXIT_FAILURE)
         return EXIT_FAILURE
+    if pipeline.close_failures:
+        return EXIT_FAILURE  # an output could not be finished (said above): not a success
     return 0
 
 

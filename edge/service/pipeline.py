@@ -5,6 +5,9 @@ for its camera), the watchdog, periodic stats to the log and the sinks, and a cl
 SIGINT/SIGTERM: the frame in flight is finished, sinks are flushed, and the process exits 0 well
 within systemd's stop timeout.
 
+A sink that fails (a full disk, a folder gone) is said once, its frames are counted as
+sink_failures, it is tried again every SINK_RETRY_S, and detection goes on for the other sinks.
+
 The watchdog is fed while the loop turns and the capture thread is responsive (delivering frames,
 or waiting between attempts to reopen a lost camera): a missing camera is waited for, a loop
 stuck in the interpreter or a capture stuck in a driver stops the pings and gets the process
@@ -33,6 +36,7 @@ DEFAULT_STATS_INTERVAL_S = 60.0
 STATUS_INTERVAL_S = 5.0  # systemctl status refresh; cheap, one datagram
 TAKE_TIMEOUT_S = 0.1  # how often the loop looks up from an empty mailbox (stop requests, stats)
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+SINK_RETRY_S = 10.0  # a failing sink is skipped this long before it is tried again
 
 
 class _Silent:
@@ -65,6 +69,9 @@ class Pipeline:
         self._status_t = time.monotonic()
         self._status_processed = 0
         self._next_stats: float | None = None
+        self._sink_retry_at: dict[int, float] = {}  # index of a failing sink -> when to try it again
+        self._sink_failed_frames: dict[int, int] = {}
+        self.close_failures = 0  # sinks that could not finish their output at shutdown
 
     @property
     def stop_requested(self) -> bool:
@@ -121,11 +128,37 @@ class Pipeline:
 
     def _process(self, frame: Frame) -> None:
         dets, stage_ms = self.detector.detect(frame.image)
-        for sink in self.sinks:
-            sink.write(frame, dets)
+        for index, sink in enumerate(self.sinks):
+            self._write(index, sink, frame, dets)
         self.stats.counters.processed += 1
         self.stats.record_latency(stage_ms)
         self.watchdog.beat()
+
+    def _write(self, index: int, sink: Sink, frame: Frame, dets) -> None:
+        """One sink's write, kept from ending the run: failures said once, counted, retried later."""
+        retry_at = self._sink_retry_at.get(index)
+        now = time.monotonic()
+        if retry_at is not None and now < retry_at:
+            self._sink_failure(index)
+            return
+        try:
+            sink.write(frame, dets)
+        except BrokenPipeError:
+            raise  # stdout's reader went away (`| head`): the run ends quietly
+        except Exception as exc:  # noqa: BLE001  (a sink must not end detection, whatever it raises)
+            if retry_at is None:
+                log.error("%s; its frames are counted as sink_failures, it is tried again every %g s, "
+                          "detection goes on", _naming(sink, exc), SINK_RETRY_S)
+            self._sink_retry_at[index] = now + SINK_RETRY_S
+            self._sink_failure(index)
+            return
+        if retry_at is not None:
+            del self._sink_retry_at[index]
+            log.info("%s works again after %d frames it could not take", _label(sink), self._sink_failed_frames.pop(index, 0))
+
+    def _sink_failure(self, index: int) -> None:
+        self.stats.counters.sink_failures += 1
+        self._sink_failed_frames[index] = self._sink_failed_frames.get(index, 0) + 1
 
     def _emit_stats(self, final: bool = False) -> dict[str, Any]:
         snapshot = self.stats.snapshot(final=final)
@@ -162,9 +195,20 @@ class Pipeline:
         for sink in self.sinks:
             try:
                 sink.close()
-            except Exception as exc:
-                log.warning("%s.close() failed: %s", type(sink).__name__, exc)
+            except Exception as exc:  # noqa: BLE001  (every sink gets its close)
+                self.close_failures += 1
+                log.error("%s", _naming(sink, exc))
         return final
+
+
+def _label(sink: Sink) -> str:
+    return getattr(sink, "label", type(sink).__name__)
+
+
+def _naming(sink: Sink, exc: Exception) -> str:
+    """The error's text, led by the sink's name unless it names the sink already."""
+    text = str(exc) or type(exc).__name__
+    return text if _label(sink) in text else f"{_label(sink)}: {text}"
 
 
 @contextlib.contextmanager

@@ -21,8 +21,9 @@ MS_DECIMALS = 2
 class Counters:
     """Frame accounting. ``processed + dropped == read`` once the pipeline has stopped.
 
-    ``read``, ``corrupt`` and ``reconnects`` are written by the capture thread, ``processed`` by the
-    inference loop, ``dropped`` under the mailbox's lock: every field has one writer at a time.
+    ``read``, ``corrupt`` and ``reconnects`` are written by the capture thread, ``processed`` and
+    ``sink_failures`` by the inference loop, ``dropped`` under the mailbox's lock: every field has
+    one writer at a time.
     """
 
     read: int = 0
@@ -30,6 +31,7 @@ class Counters:
     dropped: int = 0
     corrupt: int = 0
     reconnects: int = 0
+    sink_failures: int = 0  # frames a sink could not take (failed, or skipped while it was failing)
     source_up: bool = False
 
 
@@ -73,6 +75,7 @@ class PipelineStats:
             "dropped": c.dropped,
             "corrupt": c.corrupt,
             "reconnects": c.reconnects,
+            "sink_failures": c.sink_failures,
             "source_up": c.source_up,
             "latency_ms": latency,
             "final": final,
@@ -82,7 +85,8 @@ class PipelineStats:
 def format_snapshot(snapshot: dict[str, Any]) -> str:
     """One logfmt line: readable in the journal, parseable by ``key=value`` splitting."""
     latency = snapshot["latency_ms"]
-    parts = [f"{key}={snapshot[key]}" for key in ("fps_in", "fps_out", "read", "processed", "dropped", "corrupt", "reconnects")]
+    parts = [f"{key}={snapshot[key]}" for key in ("fps_in", "fps_out", "read", "processed", "dropped", "corrupt", "reconnects",
+                                                     "sink_failures")]
     parts += [f"{stage}={'-' if value is None else value}" for stage, value in latency.items()]
     parts.append(f"source={'up' if snapshot['source_up'] else 'down'}")
     return ("final stats: " if snapshot["final"] else "stats: ") + " ".join(parts)

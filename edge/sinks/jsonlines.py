@@ -1,4 +1,9 @@
-"""JSON lines, one object per frame: to stdout, or to a file rotated by size."""
+"""JSON lines, one object per frame: to stdout, or to a file rotated by size.
+
+The file is a detection history: private (0600, its folder 0700 when created here), written a
+whole line at a time (a write the disk cuts short is taken back), and a torn last line left by a
+crash or a power cut is removed when the file is opened again, so records never run together.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from typing import Any, Mapping, Sequence, TextIO
 
 from edge.detect.detections import Detections
 from edge.errors import EdgeError
+from edge.sinks.files import STATE_FILE_MODE, make_private_folder, os_problem, write_whole
 from edge.sources.base import Frame
 
 log = logging.getLogger(__name__)
@@ -18,6 +24,7 @@ TIME_DECIMALS = 3  # milliseconds are plenty for a capture timestamp
 BYTES_PER_MB = 1024 * 1024
 DEFAULT_JSON_MAX_MB = 10.0
 DEFAULT_JSON_BACKUPS = 3
+NEWLINE = b"\n"
 
 
 def frame_record(frame: Frame, dets: Detections, names: Sequence[str]) -> dict[str, Any]:
@@ -35,6 +42,8 @@ def frame_record(frame: Frame, dets: Detections, names: Sequence[str]) -> dict[s
 
 class JsonLinesSink:
     """One compact JSON object per line, flushed per frame so a reader sees each frame at once."""
+
+    label = "JSON lines on stdout"
 
     def __init__(self, stream: TextIO, names: Sequence[str]):
         self.stream = stream
@@ -61,8 +70,9 @@ def json_line(frame: Frame, dets: Detections, names: Sequence[str]) -> str:
 class RotatingJsonFile:
     """JSON lines to a file that is rotated by size: FILE, FILE.1 (newest) ... FILE.<backups>.
 
-    A record is never split across files; the file is flushed per frame so a crash loses nothing
-    already reported. Months of records fit in (backups + 1) × max_bytes.
+    A record is never split across files or torn; each is on disk (written, not fsynced) before
+    the next frame. Months of records fit in (backups + 1) × max_bytes. A write the disk refuses
+    raises EdgeError saying why (the pipeline counts it and tries again later).
     """
 
     def __init__(self, path: str | Path, names: Sequence[str], max_bytes: int, backups: int):
@@ -71,20 +81,28 @@ class RotatingJsonFile:
         if backups < 0:
             raise EdgeError(f"--json-backups must be 0 or more, received {backups}")
         self.path = Path(path)
+        self.label = f"--json-out {self.path}"
         self.names = names
         self.max_bytes = max_bytes
         self.backups = backups
-        self._file = self._open()
-
-    def _open(self) -> TextIO:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            return self.path.open("a", encoding="utf-8")
+            self._fd = self._open()
         except OSError as exc:
-            raise EdgeError(f"cannot write --json-out {self.path}: {exc.strerror}") from None
+            raise EdgeError(f"cannot write {self.label}: {os_problem(exc, self.path.parent)}") from None
+
+    def _open(self) -> int:
+        make_private_folder(self.path.parent)
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, STATE_FILE_MODE)
+        try:
+            _repair_torn_tail(fd, self.path)
+        except OSError:
+            os.close(fd)
+            raise
+        return fd
 
     def _rotate(self) -> None:
-        self._file.close()
+        os.close(self._fd)
+        self._fd = -1
         for number in range(self.backups, 0, -1):
             older = self.path.with_name(f"{self.path.name}.{number}")
             newer = self.path.with_name(f"{self.path.name}.{number - 1}") if number > 1 else self.path
@@ -92,17 +110,44 @@ class RotatingJsonFile:
                 os.replace(newer, older)
         if self.backups == 0:
             self.path.unlink(missing_ok=True)
-        self._file = self._open()
+        self._fd = self._open()
 
     def write(self, frame: Frame, dets: Detections) -> None:
-        line = json_line(frame, dets, self.names)
-        if self._file.tell() and self._file.tell() + len(line.encode()) > self.max_bytes:
-            self._rotate()
-        self._file.write(line)
-        self._file.flush()
+        line = json_line(frame, dets, self.names).encode()
+        try:
+            if self._fd < 0:  # a rotation that failed on a full disk: try again
+                self._fd = self._open()
+            size = os.fstat(self._fd).st_size
+            if size and size + len(line) > self.max_bytes:
+                self._rotate()
+            write_whole(self._fd, line)
+        except OSError as exc:
+            raise EdgeError(f"cannot write {self.label}: {os_problem(exc, self.path.parent)}") from None
 
     def stats(self, snapshot: Mapping[str, Any]) -> None:
         pass
 
     def close(self) -> None:
-        self._file.close()
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def _repair_torn_tail(fd: int, path: Path) -> None:
+    """Cut an incomplete last record (no newline: a crash or a full disk mid-write) off the file."""
+    size = os.fstat(fd).st_size
+    if not size or os.pread(fd, 1, size - 1) == NEWLINE:
+        return
+    keep = 0
+    step = 64 * 1024
+    end = size
+    while end > 0:
+        start = max(0, end - step)
+        chunk = os.pread(fd, end - start, start)
+        found = chunk.rfind(NEWLINE)
+        if found >= 0:
+            keep = start + found + 1
+            break
+        end = start
+    os.ftruncate(fd, keep)
+    log.warning("%s ended in an incomplete record (%d bytes, from a crash or a full disk); removed it", path, size - keep)

@@ -221,7 +221,7 @@ def test_unusable_sources_are_one_line_errors(int8_model, tmp_path, extra, fragm
     (["--source", "rtsp://admin:hunter2@127.0.0.1:{port}/h264?password=hunter3"],
      ("cannot open stream rtsp://admin:***@127.0.0.1:{port}/h264?password=***",)),
 ], ids=["missing-camera", "http-refused", "rtsp-refused"])
-def test_a_live_source_that_is_not_there_is_waited_for(int8_model, notify_socket, extra, fragments):
+def test_a_live_source_that_is_not_there_is_waited_for(int8_model, notify_socket, extra, fragments):  # noqa: F811
     """A camera not plugged in or not booted yet, a stream refused: one line naming it and the fix, then
     the run waits for it (READY=1, STATUS= says what for, the watchdog fed) until stopped."""
     fill = {"port": free_loopback_port()}

@@ -1,6 +1,6 @@
 """The MQTT spool on a real small filesystem (a tmpfs mounted here): full disk, restarts, WAL size, file modes.
 
-Mounting needs root; elsewhere these tests are skipped with that reason. The broker is a real
+Mounting needs root (tests/edge/small_disk.py); elsewhere those tests are skipped with that reason. The broker is a real
 Mosquitto; a subscriber with a persistent session sees every message the sink published.
 """
 
@@ -25,6 +25,7 @@ from edge.sources import Frame
 from tests.edge.edge_testing import REPO_ROOT, time_limit
 from tests.edge.mosquitto import Mosquitto, Subscriber
 from tests.edge.mqtt_driver import synthetic_detections
+from tests.edge.small_disk import fill, mounted_tmpfs
 
 DEVICE = "cam1"
 TOPICS = f"edge-yolo/{DEVICE}/#"
@@ -35,42 +36,11 @@ PAGE_BYTES = 4096
 PAYLOAD_BYTES = 1000
 
 
-def mount_tmpfs(where: Path, size: str) -> Path:
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small filesystem for the test needs root")
-    where.mkdir(parents=True, exist_ok=True)
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(where)],
-                            capture_output=True, text=True)
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
-    return where
-
-
 @pytest.fixture
 def small_disk(tmp_path):
     """A 2 MB filesystem of its own, unmounted afterwards."""
-    disk = mount_tmpfs(tmp_path / "disk", "2m")
-    yield disk
-    subprocess.run(["umount", "-l", str(disk)], check=False)
-
-
-def fill(disk: Path, leave_bytes: int = 0) -> Path:
-    """Fill ``disk`` with a file until at most ``leave_bytes`` are free; returns the file (delete it to free the space)."""
-    filler = disk / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-    try:
-        while True:
-            st = os.statvfs(disk)
-            room = st.f_bavail * st.f_frsize - leave_bytes
-            if room <= 0:
-                break
-            try:
-                os.write(fd, bytes(min(room, 64 * 1024)))
-            except OSError:
-                break
-    finally:
-        os.close(fd)
-    return filler
+    with mounted_tmpfs(tmp_path / "disk", "2m") as disk:
+        yield disk
 
 
 def make_sink(broker: Mosquitto, state_dir: Path) -> MqttSink:
