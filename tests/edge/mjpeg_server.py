@@ -21,6 +21,7 @@ import threading
 import time
 from pathlib import Path
 from typing import Sequence
+from urllib.parse import urlsplit
 
 import cv2
 
@@ -86,7 +87,7 @@ class MjpegServer:
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802  (http.server's naming)
-                if self.path != STREAM_PATH:
+                if urlsplit(self.path).path != STREAM_PATH:  # a camera ignores query strings it does not know
                     self.send_error(404)
                     return
                 owner.connections += 1
