@@ -26,6 +26,7 @@ VERIFIED, UNHASHED, BARE = "verified", "unhashed", "bare"
 # bytes means the archive is there, readable or not.
 ARCHIVE_SEARCH_BYTES = 64 * 1024
 _HEX = re.compile(rb"[0-9a-f]+")
+_warned: set[str] = set()  # models already said to carry no hash: once per process is enough
 
 
 def check_integrity(content: bytes, path: str | Path) -> str:
@@ -55,6 +56,8 @@ def check_integrity(content: bytes, path: str | Path) -> str:
         return BARE
     if raw.get(INTEGRITY_KEY) is not None:
         raise EdgeError(damaged)  # the metadata says a hash follows; the end of the file is garbled
-    log.warning("%s carries no integrity hash (exported by an older edge-convert), so damage to it cannot be "
-                "detected; %s to add one", Path(path).name, REEXPORT_FIX)
+    if str(path) not in _warned:
+        _warned.add(str(path))
+        log.warning("%s carries no integrity hash (exported by an older edge-convert), so damage to it cannot be "
+                    "detected; %s to add one", Path(path).name, REEXPORT_FIX)
     return UNHASHED

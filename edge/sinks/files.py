@@ -6,7 +6,9 @@ import errno
 import os
 from pathlib import Path
 
-STATE_DIR_MODE = 0o700  # outside systemd (UMask=0077) nothing else keeps a detection history private
+# State (the MQTT spool, the detection history) is private outside systemd too (UMask=0077 there);
+# sqlite gives a database's -wal and -shm files the database's own mode.
+STATE_DIR_MODE = 0o700
 STATE_FILE_MODE = 0o600
 BYTES_PER_KB = 1024
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from edge.errors import EdgeError
+from edge.sinks.files import STATE_DIR_MODE, STATE_FILE_MODE, free_kb
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +38,6 @@ SPOOL_FILE = "mqtt-spool.sqlite3"
 LOCK_FILE = "mqtt-spool.lock"
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_S = 5.0
-STATE_DIR_MODE = 0o700  # outside systemd (StateDirectoryMode=, UMask=) the messages are ours alone
-STATE_FILE_MODE = 0o600  # sqlite gives the -wal and -shm files the mode of the database
 WAL_CHECKPOINT_PAGES = 256  # checkpoint every 1 MB of WAL instead of sqlite's 4 MB
 JOURNAL_SIZE_LIMIT_BYTES = 1024 * 1024  # what a checkpointed WAL is cut back to (kept: it is reused when the disk is full)
 CHECKPOINT_EVERY_REMOVED = 5000  # an explicit checkpoint after this many deletes...
@@ -46,13 +45,12 @@ CHECKPOINT_DRAINED_REMOVED = 1000  # ...or after this many once the queue is emp
 WRITE_BATCH = 500  # messages per transaction when catching up from memory: small enough for a nearly full disk
 DISK_RETRY_S = 5.0  # after a failed write, how long before the disk is tried again
 DEFAULT_MEMORY_MAX = 10_000  # messages waiting in memory while the disk cannot take them
-BYTES_PER_KB = 1024
 _SEQ_KEY = "seq:"  # + device id
 _CORRUPT = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
 _FULL = sqlite3.SQLITE_FULL
 _IOERR = sqlite3.SQLITE_IOERR
 PRIMARY_CODE_MASK = 0xFF  # extended result codes carry the primary one in their low byte
-LOW_SPACE_BYTES = 64 * 1024  # an I/O error with less free space than this is the disk being full
+LOW_SPACE_KB = 64  # an I/O error with less free space than this is the disk being full
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -80,23 +78,14 @@ class SpoolUnavailable(EdgeError):
     """The spool file cannot be opened now (disk full, I/O error, read-only): left as it is, never moved aside."""
 
 
-def free_bytes(folder: Path) -> int | None:
-    try:
-        stats = os.statvfs(folder)
-    except OSError:
-        return None
-    return stats.f_bavail * stats.f_frsize
-
-
 def describe(exc: sqlite3.Error, folder: Path) -> tuple[str, bool]:
     """(what went wrong, in words for the log; whether it is the disk being full)."""
     code = getattr(exc, "sqlite_errorcode", None)
     primary = None if code is None else code & PRIMARY_CODE_MASK
-    free = free_bytes(folder)
-    full = primary == _FULL or (primary == _IOERR and free is not None and free < LOW_SPACE_BYTES)
+    free = free_kb(folder)
+    full = primary == _FULL or (primary == _IOERR and free is not None and free < LOW_SPACE_KB)
     if full:
-        space = "unknown" if free is None else f"{free // BYTES_PER_KB} kB"
-        return f"disk full ({space} free in {folder})", True
+        return f"disk full ({'?' if free is None else free} kB free in {folder})", True
     if primary in _CORRUPT:
         return f"the file is damaged ({exc})", False
     return str(exc), False
