@@ -50,6 +50,7 @@ def build_detect_settings(argv: Sequence[str]):
 
 def plan_run(settings) -> Plan:
     """Every check a run makes before it starts, each failure one line naming its key or flag."""
+    from edge.model.integrity import check_integrity
     from edge.model.interpreter import read_model_file
     from edge.model.metadata import class_ids_from, read_metadata
     from edge.sources import open_source
@@ -57,13 +58,13 @@ def plan_run(settings) -> Plan:
     chosen = "camera" if settings.source.camera is not None else "source"
     try:
         source = open_source(camera=settings.source.camera, source=settings.source.source,
-                             stall_timeout_s=settings.source.stall_timeout)
+                             stall_timeout_s=settings.source.stall_timeout, max_image_pixels=settings.source.max_image_pixels)
     except EdgeError as exc:
         raise settings.blame("source", chosen, str(exc)) from None
     for switch in ("loop", "realtime"):
         if source.live and getattr(settings.run, switch):
             raise settings.blame("run", switch, f"--{switch} applies to files; {source.name} is live already")
-    read_model_file(Path(settings.model.model))
+    check_integrity(read_model_file(Path(settings.model.model)), settings.model.model)
     names = read_metadata(settings.model.model).names
     if settings.detect.classes is not None:
         try:
@@ -117,7 +118,7 @@ def run_detect(settings) -> int:
     try:
         capture.open()
         if settings.output.save:
-            sinks.append(_save_sink(settings.output.save, detector.names, source.fps))
+            sinks.append(_save_sink(settings.output, detector.names, source.fps))
         if plan.mqtt is not None:
             from edge.sinks.mqtt import MqttSink
 
@@ -161,12 +162,12 @@ def _json_sink(output, names):
     return RotatingJsonFile(output.json_out, names, int(output.json_max_mb * BYTES_PER_MB), output.json_backups)
 
 
-def _save_sink(path: str, names, fps: float | None):
+def _save_sink(output, names, fps: float | None):
     from edge.sinks import AnnotatedImageSink, AnnotatedVideoSink, is_video_path
 
-    if is_video_path(path):
-        return AnnotatedVideoSink(path, names, fps)
-    return AnnotatedImageSink(path, names)
+    if is_video_path(output.save):
+        return AnnotatedVideoSink(output.save, names, fps)
+    return AnnotatedImageSink(output.save, names, output.save_max_files, output.save_max_mb)
 
 
 def build_bench_settings(argv: Sequence[str]):

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -22,7 +21,6 @@ import cv2
 from edge.detect.annotate import draw_detections
 from edge.detect.detections import Detections
 from edge.errors import EdgeError
-from edge.fields import check_fields, setting
 from edge.sinks.files import free_bytes, free_kb, os_problem
 from edge.sources.base import IMAGE_SUFFIXES, Frame
 
@@ -41,31 +39,16 @@ SAFE_STEM = re.compile(r"[^A-Za-z0-9._-]+")
 TEMP_SUFFIX = ".part"
 
 
-@dataclass(frozen=True)
-class SaveSettings:
-    """How much ``--save DIR`` may keep: the oldest annotated frames go first beyond either bound."""
-
-    TABLE = "save"
-    FLAG_PREFIX = "save-"
-    TITLE = "annotated frames (--save)"
-
-    max_files: int = setting(DEFAULT_SAVE_MAX_FILES, low=1, metavar="N",
-                             help="most annotated frames kept in the --save folder; the oldest are removed first")
-    max_mb: float = setting(DEFAULT_SAVE_MAX_MB, low=0, low_open=True, metavar="MB",
-                            help="most megabytes of annotated frames kept in the --save folder; the oldest are removed first")
-
-    def __post_init__(self) -> None:
-        check_fields(self)
-
-
 class AnnotatedImageSink:
     """Each frame with its detections drawn, saved as ``<image stem>.jpg`` or ``<source>_<n>.jpg``."""
 
-    def __init__(self, folder: str | Path, names: Sequence[str], settings: SaveSettings = SaveSettings()):
+    def __init__(self, folder: str | Path, names: Sequence[str], max_files: int = DEFAULT_SAVE_MAX_FILES,
+                 max_mb: float = DEFAULT_SAVE_MAX_MB):
         self.folder = Path(folder)
         self.label = f"--save {self.folder}"
         self.names = names
-        self.settings = settings
+        self.max_files = max_files
+        self.max_bytes = max_mb * BYTES_PER_MB
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -106,8 +89,7 @@ class AnnotatedImageSink:
         """Count the file written, then remove the oldest while over either bound."""
         self._kept_bytes += size - self._kept.pop(target, 0)  # a file overwritten counts once, newest
         self._kept[target] = size
-        max_bytes = self.settings.max_mb * BYTES_PER_MB
-        while len(self._kept) > self.settings.max_files or (self._kept_bytes > max_bytes and len(self._kept) > 1):
+        while len(self._kept) > self.max_files or (self._kept_bytes > self.max_bytes and len(self._kept) > 1):
             oldest = next(iter(self._kept))
             self._kept_bytes -= self._kept.pop(oldest)
             oldest.unlink(missing_ok=True)

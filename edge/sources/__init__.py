@@ -14,7 +14,7 @@ from typing import Iterator
 from edge.errors import EdgeError
 from edge.sources.base import (IMAGE_SUFFIXES, CorruptFrame, Frame, FrameSource, Grab, SourceLost, SourceUnavailable,
                                check_image)
-from edge.sources.images import ImageListSource, image_paths, is_glob, read_image
+from edge.sources.images import DEFAULT_MAX_PIXELS, ImageListSource, image_paths, is_glob, read_image
 from edge.sources.opencv import CameraSource, StreamSource, VideoFileSource, is_stream_url
 from edge.sources.picam import PicameraSource, parse_picam_spec
 
@@ -24,7 +24,8 @@ __all__ = [
 ]
 
 
-def open_source(camera: str | None = None, source: str | None = None, stall_timeout_s: float = 10.0) -> FrameSource:
+def open_source(camera: str | None = None, source: str | None = None, stall_timeout_s: float = 10.0,
+                max_image_pixels: int = DEFAULT_MAX_PIXELS) -> FrameSource:
     """The backend for ``--camera`` (index, /dev/videoN, picam, picam:N) or ``--source`` (file, folder, glob, URL).
 
     Nothing is opened yet; EdgeError for a spec no backend takes.
@@ -41,7 +42,7 @@ def open_source(camera: str | None = None, source: str | None = None, stall_time
         return StreamSource(text, stall_timeout_s=stall_timeout_s)
     path = Path(text)
     if path.is_dir() or is_glob(text) or (path.suffix.lower() in IMAGE_SUFFIXES and path.exists()):
-        return ImageListSource(text)
+        return ImageListSource(text, max_image_pixels)
     if "://" in text:
         raise EdgeError(f"unsupported URL scheme in {text.split('://', 1)[0]}://...; use rtsp://, rtsps://, http:// or https://")
     if not path.exists():

@@ -9,14 +9,12 @@ from __future__ import annotations
 import glob
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from edge.errors import EdgeError
-from edge.fields import check_fields, setting
 from edge.sources.base import IMAGE_SUFFIXES, CorruptFrame, Grab
 from edge.sources.image_header import HEADER_BYTES, image_size_wh
 
@@ -24,26 +22,11 @@ log = logging.getLogger(__name__)
 
 GLOB_CHARS = frozenset("*?[")
 DEFAULT_MAX_PIXELS = 50_000_000  # 50 MP: beyond any camera photo; decoded BGR it is 150 MB
+LIMIT_SETTING = "max-image-pixels"
 
 
 class OversizedImage(CorruptFrame):
     """The header declares more pixels than the limit: refused before decoding."""
-
-
-@dataclass(frozen=True)
-class ImageSettings:
-    """How image files (``--source`` an image, a folder or a glob) are read."""
-
-    TABLE = "images"
-    FLAG_PREFIX = "image-"
-    TITLE = "image files"
-
-    max_pixels: int = setting(DEFAULT_MAX_PIXELS, low=1, metavar="N",
-                              help="largest image accepted, in pixels (width x height), checked from the file's "
-                                   "header before decoding; larger ones are skipped with a warning")
-
-    def __post_init__(self) -> None:
-        check_fields(self)
 
 
 def load_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -59,7 +42,7 @@ def load_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
             if size is not None and size[0] * size[1] > max_pixels:
                 width, height = size
                 raise OversizedImage(f"oversized image {path}: {width}x{height} = {width * height:,} pixels, over the limit "
-                                     f"of {max_pixels:,} (max-pixels in [{ImageSettings.TABLE}]); resize it or raise the limit")
+                                     f"of {max_pixels:,} ({LIMIT_SETTING}); resize it or raise the limit")
             data += f.read()
     except OSError:
         size = None
@@ -110,10 +93,10 @@ class ImageListSource:
     fps = None
     logs_corrupt = True  # each unreadable file is named in its own warning
 
-    def __init__(self, spec: str, settings: ImageSettings = ImageSettings()):
+    def __init__(self, spec: str, max_pixels: int = DEFAULT_MAX_PIXELS):
         self.spec = spec
         self.name = spec
-        self.settings = settings
+        self.max_pixels = max_pixels
         self._paths: list[Path] = []
         self._next = 0
         self._single = not Path(spec).is_dir() and not is_glob(spec)
@@ -124,7 +107,7 @@ class ImageListSource:
         self._next = 0
         if self._single:
             try:
-                self._first = load_image(self._paths[0], self.settings.max_pixels)
+                self._first = load_image(self._paths[0], self.max_pixels)
             except OversizedImage as exc:
                 raise EdgeError(f"cannot use {exc}") from None
             except CorruptFrame:
@@ -139,7 +122,7 @@ class ImageListSource:
         image, self._first = self._first, None
         if image is None:
             try:
-                image = load_image(path, self.settings.max_pixels)
+                image = load_image(path, self.max_pixels)
             except CorruptFrame as exc:
                 log.warning("skipping %s", exc)
                 raise

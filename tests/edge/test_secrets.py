@@ -98,9 +98,12 @@ def test_check_config_and_errors_mask_them(tmp_path, model_dir, data_dir):
                              cwd=REPO_ROOT, capture_output=True, text=True, timeout=time_limit(60))
     assert checked.returncode == 0, checked.stderr
     assert f'source = "http://admin:***@127.0.0.1:554/stream.mjpg?user=admin&password=***&token=***&fps=10"' in checked.stdout
-    malformed = subprocess.run([sys.executable, "-m", "edge.cli", "--model", str(model_dir / "yolov5n_320_int8.tflite"),
-                                "--source", str(data_dir / "data" / "photos" / "bus.jpg"),
-                                "--mqtt", f"mqtt://cam:{MQTT_SECRET}@127.0.0.1:notaport"],
-                               cwd=REPO_ROOT, capture_output=True, text=True, timeout=time_limit(60))
-    assert malformed.returncode == 2 and "mqtt://cam:***@127.0.0.1:notaport" in malformed.stderr
-    assert leaks("--check-config", checked.stdout + checked.stderr) + leaks("an error", malformed.stdout + malformed.stderr) == []
+    errors = ""
+    for url, shown in ((f"mqtt://cam:{MQTT_SECRET}@127.0.0.1:notaport", "must not hold credentials"),
+                       (f"mqtt://127.0.0.1/topic?password={MQTT_SECRET}", "'mqtt://127.0.0.1/topic?password=***' is not a broker URL")):
+        malformed = subprocess.run([sys.executable, "-m", "edge.cli", "--model", str(model_dir / "yolov5n_320_int8.tflite"),
+                                    "--source", str(data_dir / "data" / "photos" / "bus.jpg"), "--mqtt", url],
+                                   cwd=REPO_ROOT, capture_output=True, text=True, timeout=time_limit(60))
+        assert malformed.returncode == 2 and shown in malformed.stderr, malformed.stderr
+        errors += malformed.stdout + malformed.stderr
+    assert leaks("--check-config", checked.stdout + checked.stderr) + leaks("an error", errors) == []

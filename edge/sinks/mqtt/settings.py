@@ -25,6 +25,7 @@ DEFAULT_QOS = 1
 QOS_LEVELS = (0, 1, 2)
 DEFAULT_SPOOL_MAX = 100_000  # ~1 KB each: ~100 MB on disk, hours of outage at camera rates
 DEFAULT_QUEUE_MAX = 10_000  # frames waiting in memory for the publisher thread
+DEFAULT_SPOOL_MEMORY_MAX = 10_000  # ~1 KB each: ~10 MB of RAM while the disk cannot take them
 DEFAULT_KEEPALIVE_S = 60
 RECONNECT_MIN_S = 1.0
 RECONNECT_MAX_S = 60.0  # a broker back after a long outage is found within a minute
@@ -113,6 +114,9 @@ class MqttSettings:
                                     default_text=f"${STATE_ENV}, else {DEFAULT_STATE_DIR}")
     spool_max: int = setting(DEFAULT_SPOOL_MAX, flag="spool-max", metavar="N", low=1, high=MAX_SPOOL,
                              help="most unsent messages kept on disk; beyond it the oldest are dropped and counted")
+    spool_memory_max: int = setting(DEFAULT_SPOOL_MEMORY_MAX, flag="spool-memory-max", metavar="N", low=1, high=MAX_SPOOL,
+                                    help="most unsent messages held in memory while the state disk cannot take them "
+                                         "(full, failing, unusable); beyond it the oldest are dropped and counted")
     client_id: str | None = None  # default: edge-yolo-<device>-<random>, unique per run
     qos: int = DEFAULT_QOS
     keepalive: int = DEFAULT_KEEPALIVE_S

@@ -72,7 +72,7 @@ class MqttSink:
         self._snapshot_classes = settings.snapshot_classes(self.names)
         password = settings.resolve_password()
         self.state_dir = settings.resolve_state_dir()
-        self._spool = open_spool(self.state_dir, settings.spool_max)  # in memory if the state folder is unusable
+        self._spool = open_spool(self.state_dir, settings.spool_max, settings.spool_memory_max)  # memory if the disk is unusable
         # camera thread -> publisher thread
         self._pending: deque[_Item] = deque()
         self._stats_pending: dict | None = None

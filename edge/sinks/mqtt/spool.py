@@ -31,6 +31,7 @@ from typing import Iterable, Sequence
 
 from edge.errors import EdgeError
 from edge.sinks.files import STATE_DIR_MODE, STATE_FILE_MODE, free_kb
+from edge.sinks.mqtt.settings import DEFAULT_SPOOL_MEMORY_MAX
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,6 @@ CHECKPOINT_EVERY_REMOVED = 5000  # an explicit checkpoint after this many delete
 CHECKPOINT_DRAINED_REMOVED = 1000  # ...or after this many once the queue is empty (after an outage, say)
 WRITE_BATCH = 500  # messages per transaction when catching up from memory: small enough for a nearly full disk
 DISK_RETRY_S = 5.0  # after a failed write, how long before the disk is tried again
-DEFAULT_MEMORY_MAX = 10_000  # messages waiting in memory while the disk cannot take them
 _SEQ_KEY = "seq:"  # + device id
 _CORRUPT = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
 _FULL = sqlite3.SQLITE_FULL
@@ -99,7 +99,7 @@ class MemorySpool:
 
     persistent = False
 
-    def __init__(self, path: Path, memory_max: int = DEFAULT_MEMORY_MAX, problem: str | None = None):
+    def __init__(self, path: Path, memory_max: int = DEFAULT_SPOOL_MEMORY_MAX, problem: str | None = None):
         self.path = Path(path)
         self.memory_max = memory_max
         self.problem = problem  # why the messages are not on disk, while that lasts
@@ -167,7 +167,7 @@ class Spool(MemorySpool):
 
     persistent = True
 
-    def __init__(self, state_dir: str | Path, max_messages: int, memory_max: int = DEFAULT_MEMORY_MAX):
+    def __init__(self, state_dir: str | Path, max_messages: int, memory_max: int = DEFAULT_SPOOL_MEMORY_MAX):
         if max_messages < 1:
             raise EdgeError(f"--spool-max must be at least 1, received {max_messages}")
         self.folder = Path(state_dir)
@@ -391,7 +391,7 @@ def _lock_folder(folder: Path):
     return lock
 
 
-def open_spool(state_dir: str | Path, max_messages: int, memory_max: int = DEFAULT_MEMORY_MAX) -> MemorySpool:
+def open_spool(state_dir: str | Path, max_messages: int, memory_max: int = DEFAULT_SPOOL_MEMORY_MAX) -> MemorySpool:
     """The disk spool in ``state_dir``, or a MemorySpool (logged once) when the folder or file cannot be used."""
     try:
         return Spool(state_dir, max_messages, memory_max)

@@ -12,7 +12,8 @@ import pytest
 from edge.detect.detections import Detections
 from edge.errors import EdgeError
 from edge.fields import InvalidSetting
-from edge.sinks.saved import VIDEO_RESERVE_BYTES, AnnotatedImageSink, AnnotatedVideoSink, SaveSettings
+from edge.sinks.saved import VIDEO_RESERVE_BYTES, AnnotatedImageSink, AnnotatedVideoSink
+from edge.sinks.settings import OutputSettings
 from edge.sources import Frame, iter_frames
 from tests.edge.small_disk import fill, mounted_tmpfs
 
@@ -43,7 +44,7 @@ def test_the_folder_is_kept_within_the_count(tmp_path, video_frames):
     (folder / "notes.jpg").write_bytes(b"the user's own file")  # not named like a saved frame: never touched
     earlier = folder / "camera0_000999.jpg"
     earlier.write_bytes(b"x" * 10)  # a frame an earlier run left: the oldest, removed first
-    sink = AnnotatedImageSink(folder, NAMES, SaveSettings(max_files=5))
+    sink = AnnotatedImageSink(folder, NAMES, max_files=5)
     for frame in video_frames[:12]:
         sink.write(frame, Detections.empty())
     kept = sorted(p.name for p in folder.iterdir())
@@ -53,7 +54,7 @@ def test_the_folder_is_kept_within_the_count(tmp_path, video_frames):
 def test_the_folder_is_kept_within_the_size(tmp_path, video_frames):
     folder = tmp_path / "saved"
     max_mb = 0.2
-    sink = AnnotatedImageSink(folder, NAMES, SaveSettings(max_mb=max_mb))
+    sink = AnnotatedImageSink(folder, NAMES, max_mb=max_mb)
     for frame in video_frames[:30]:
         sink.write(frame, Detections.empty())
     files = sorted(folder.iterdir())
@@ -61,10 +62,11 @@ def test_the_folder_is_kept_within_the_size(tmp_path, video_frames):
     assert files[-1].name == "car-detection_000029.jpg"  # the newest kept
 
 
-@pytest.mark.parametrize("values, field", [({"max_files": 0}, "max_files"), ({"max_mb": 0.0}, "max_mb")])
+@pytest.mark.parametrize("values, field", [({"save_max_files": 0}, "save_max_files"), ({"save_max_mb": 0.0}, "save_max_mb")])
 def test_the_bounds_are_checked_settings(values, field):
+    assert (OutputSettings().save_max_files, OutputSettings().save_max_mb) == (10_000, 1024.0)
     with pytest.raises(InvalidSetting, match=field):
-        SaveSettings(**values)
+        OutputSettings(**values)
 
 
 def test_a_full_disk_is_said_as_such_and_no_partial_file_is_left(tmp_path, video_frames):

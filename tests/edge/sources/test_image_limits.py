@@ -21,7 +21,8 @@ import pytest
 from edge.errors import EdgeError
 from edge.fields import InvalidSetting
 from edge.sources.image_header import image_size_wh
-from edge.sources.images import DEFAULT_MAX_PIXELS, ImageListSource, ImageSettings
+from edge.sources.images import DEFAULT_MAX_PIXELS, ImageListSource
+from edge.sources.settings import SourceSettings
 from edge.sources import CorruptFrame
 
 HUGE_SIDE = 25_000
@@ -97,7 +98,7 @@ def test_an_oversized_image_in_a_folder_is_skipped_before_decoding(tmp_path, dat
     assert bus.image.shape == (BUS_WH[1], BUS_WH[0], 3) and source.read() is None
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert warnings == [f"skipping oversized image {huge}: 25000x25000 = 625,000,000 pixels, over the limit "
-                        "of 50,000,000 (max-pixels in [images]); resize it or raise the limit"]
+                        "of 50,000,000 (max-image-pixels); resize it or raise the limit"]
 
 
 def test_a_single_oversized_image_is_one_line_error(tmp_path):
@@ -114,12 +115,12 @@ def test_edge_detect_refuses_an_oversized_image_in_one_line(tmp_path, model_dir)
     assert result.returncode == 2 and result.stdout == ""
     errors = [line for line in result.stderr.splitlines() if line.startswith("edge-detect: error:")]
     assert errors == [f"edge-detect: error: cannot use oversized image {huge}: 25000x25000 = 625,000,000 pixels, over "
-                      "the limit of 50,000,000 (max-pixels in [images]); resize it or raise the limit"], result.stderr
+                      "the limit of 50,000,000 (max-image-pixels); resize it or raise the limit"], result.stderr
 
 
 @pytest.mark.parametrize("max_pixels, accepted", [(BUS_WH[0] * BUS_WH[1], True), (BUS_WH[0] * BUS_WH[1] - 1, False)])
 def test_the_limit_is_a_setting(data_dir, max_pixels, accepted):
-    source = ImageListSource(str(data_dir / "data" / "photos" / "*.jpg"), ImageSettings(max_pixels=max_pixels))
+    source = ImageListSource(str(data_dir / "data" / "photos" / "*.jpg"), max_pixels)
     source.open()
     if accepted:
         assert source.read().image.shape[:2] == (BUS_WH[1], BUS_WH[0])
@@ -129,9 +130,19 @@ def test_the_limit_is_a_setting(data_dir, max_pixels, accepted):
 
 
 def test_the_limit_is_checked_like_every_setting():
-    assert ImageSettings().max_pixels == DEFAULT_MAX_PIXELS
-    with pytest.raises(InvalidSetting, match="max_pixels: must be at least 1"):
-        ImageSettings(max_pixels=0)
+    assert SourceSettings(camera="0").max_image_pixels == DEFAULT_MAX_PIXELS
+    with pytest.raises(InvalidSetting, match="max_image_pixels: must be between 1 and 1000000000, received 0"):
+        SourceSettings(camera="0", max_image_pixels=0)
+
+
+def test_the_limit_is_an_option_of_edge_detect(model_dir, data_dir):
+    bus = data_dir / "data" / "photos" / "bus.jpg"
+    result = subprocess.run([sys.executable, "-m", "edge.cli", "--model", str(model_dir / "yolov5n_320_int8.tflite"),
+                             "--source", str(bus), "--max-image-pixels", "1000"], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 2 and result.stdout == ""
+    assert f"edge-detect: error: cannot use oversized image {bus}: 810x1080 = 874,800 pixels, over the limit of 1,000 " \
+           "(max-image-pixels); resize it or raise the limit" in result.stderr.splitlines()
 
 
 @pytest.mark.parametrize("spec, images", [("bus.jpg", 1), ("*.jpg", 2)])

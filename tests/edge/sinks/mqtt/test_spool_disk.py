@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from edge.sinks.mqtt import MqttSettings, MqttSink
-from edge.sinks.mqtt.spool import JOURNAL_SIZE_LIMIT_BYTES, SPOOL_FILE, WAL_CHECKPOINT_PAGES, Spool
+from edge.sinks.mqtt.spool import JOURNAL_SIZE_LIMIT_BYTES, SPOOL_FILE, WAL_CHECKPOINT_PAGES, Spool, open_spool
 from edge.sources import Frame
 from tests.edge.edge_testing import REPO_ROOT, time_limit
 from tests.edge.mosquitto import Mosquitto, Subscriber
@@ -202,3 +202,16 @@ def test_state_files_are_private_outside_systemd(tmp_path):
     assert stat.S_IMODE((tmp_path / "new" / "state").stat().st_mode) == 0o700
     assert set(files) >= {SPOOL_FILE, SPOOL_FILE + "-wal", SPOOL_FILE + "-shm", "mqtt-spool.lock"}
     assert set(files.values()) == {0o600}, files
+
+
+def test_an_unusable_state_folder_gives_a_bounded_memory_spool(tmp_path, caplog):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with caplog.at_level(logging.ERROR):
+        spool = open_spool(blocker / "state", max_messages=100, memory_max=5)
+    assert not spool.persistent and "cannot use --state-dir" in spool.problem
+    assert spool.append([("t", str(i).encode()) for i in range(8)], "cam1", 8) == 3  # the oldest three dropped
+    assert [m.payload for m in spool.after(0, 10)] == [b"3", b"4", b"5", b"6", b"7"]
+    spool.remove([m.id for m in spool.after(0, 2)])
+    assert spool.depth == 3 and spool.dropped == 3 and spool.last_seq("cam1") == 8
+    assert len(caplog.records) == 1 and "MQTT goes on without a disk spool" in caplog.records[0].getMessage()
