@@ -126,6 +126,8 @@ def soak(args: argparse.Namespace, stack: ExitStack) -> int:
     print(f"RSS start {start_mb:.1f} MB (t={samples[0][0]:.0f} s), end {end_mb:.1f} MB (t={samples[-1][0]:.0f} s), "
           f"peak {peak_mb:.1f} MB, growth {end_mb - start_mb:+.1f} MB over {len(samples)} samples, "
           f"slope {slope:+.2f} MB per {FRAMES_PER_SLOPE:,} frames")
+    quarters = [samples[min(len(samples) - 1, len(samples) * q // 4)] for q in range(5)]
+    print("RSS by quarter of the run: " + ", ".join(f"{v:.1f} MB (t={t:.0f} s)" for t, v in quarters))
     ok = processed + dropped == read and processed >= args.frames and end_mb - start_mb <= args.max_growth_mb
     if subscriber is not None:
         expected = set(range(1, processed + 1))
