@@ -8,6 +8,7 @@ see ENOSPC in their own way).
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +23,8 @@ FILL_CHUNK = 64 * 1024
 def mounted_tmpfs(where: Path, size: str) -> Iterator[Path]:
     if os.geteuid() != 0:
         pytest.skip("mounting a small filesystem for the test needs root")
+    if shutil.which("mount") is None:
+        pytest.skip("mounting a small filesystem for the test needs mount(8)")
     where.mkdir(parents=True, exist_ok=True)
     result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(where)],
                             capture_output=True, text=True)
