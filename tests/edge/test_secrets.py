@@ -10,7 +10,6 @@ it anywhere is a leak.
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 import time
@@ -97,7 +96,7 @@ def test_check_config_and_errors_mask_them(tmp_path, model_dir, data_dir):
     checked = subprocess.run([sys.executable, "-m", "edge.cli", "--config", str(config), "--check-config"],
                              cwd=REPO_ROOT, capture_output=True, text=True, timeout=time_limit(60))
     assert checked.returncode == 0, checked.stderr
-    assert f'source = "http://admin:***@127.0.0.1:554/stream.mjpg?user=admin&password=***&token=***&fps=10"' in checked.stdout
+    assert 'source = "http://admin:***@127.0.0.1:554/stream.mjpg?user=admin&password=***&token=***&fps=10"' in checked.stdout
     errors = ""
     for url, shown in ((f"mqtt://cam:{MQTT_SECRET}@127.0.0.1:notaport", "must not hold credentials"),
                        (f"mqtt://127.0.0.1/topic?password={MQTT_SECRET}", "'mqtt://127.0.0.1/topic?password=***' is not a broker URL")):
