@@ -144,25 +144,26 @@ class FloatBackend(Backend):
 
 
 class TorchBackend(FloatBackend):
+    """A network in memory (a checkpoint just loaded, or a model being pruned), fused for inference."""
+
     kind = "pytorch"
 
-    def __init__(self, path: Path, imgsz_hw: tuple[int, int], classes: list[int] | None, threads: int):
+    def __init__(self, model, path: Path, imgsz_hw: tuple[int, int], classes: list[int] | None):
+        import copy
+
         import torch
 
-        from convert.checkpoint import load_checkpoint
         from convert.onnx_export import SigmoidHeads
 
-        torch.set_num_threads(threads)
         self.torch = torch
-        ckpt = load_checkpoint(path)
-        model = ckpt.model.fuse().eval()
-        self.network = SigmoidHeads(model).eval()
+        fused = copy.deepcopy(model).fuse().eval()
+        self.network = SigmoidHeads(fused).eval()
         meta = parse_metadata({
             "format": FORMAT_NAME, "layout_version": LAYOUT_VERSION, "imgsz": list(imgsz_hw),
-            "precision": "fp32", "strides": model.strides, "anchors": model.anchors_px.tolist(),
-            "nc": model.detect.nc, "names": list(model.names),
+            "precision": "fp32", "strides": fused.strides, "anchors": fused.anchors_px.tolist(),
+            "nc": fused.detect.nc, "names": list(fused.names),
         }, str(path))
-        super().__init__(path, meta, classes)
+        super().__init__(Path(path), meta, classes)
 
     def heads(self, image_hwc: np.ndarray) -> dict[int, np.ndarray]:
         height = image_hwc.shape[0]
@@ -230,7 +231,12 @@ def open_backend(path: Path, imgsz=None, classes: list[int] | None = None, threa
         raise ConvertError(f"model {path} does not exist: pass --model with a .pt, .onnx or .tflite file")
     suffix = path.suffix.lower()
     if suffix == ".pt":
-        backend: Backend = TorchBackend(path, parse_imgsz(imgsz or DEFAULT_IMGSZ), classes, threads)
+        import torch
+
+        from convert.checkpoint import load_checkpoint
+
+        torch.set_num_threads(threads)
+        backend: Backend = TorchBackend(load_checkpoint(path).model, path, parse_imgsz(imgsz or DEFAULT_IMGSZ), classes)
     elif suffix == ".onnx":
         backend = OnnxBackend(path, classes, threads)
     elif suffix == ".tflite":

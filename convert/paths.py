@@ -23,3 +23,15 @@ def default_calib_dirs() -> list[Path]:
         raise ConvertError("no calibration images: pass --calib FOLDER (real photos like the camera's), "
                            "or set EDGE_YOLO_DATA to a folder holding data/coco-train130")
     return dirs
+
+
+POOL_DIR = "data/pool"  # unlabelled photos, disjoint from every evaluation folder
+
+
+def default_pool_dir() -> Path:
+    """The shared unlabelled photos that pruning statistics, reconstruction and distillation use by default."""
+    root = data_root()
+    if root is None or not (root / POOL_DIR).is_dir():
+        raise ConvertError("no default photo folder: pass --images FOLDER (unlabelled photos like the camera's), "
+                           "or set EDGE_YOLO_DATA to a folder holding data/pool")
+    return root / POOL_DIR

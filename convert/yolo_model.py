@@ -295,6 +295,7 @@ def build_model(cfg: dict, channel_shapes: dict[str, list[int]] | None = None) -
 
 
 def _apply_channel_shapes(model: nn.Module, shapes: dict[str, list[int]]):
+    _apply_depth(model, shapes)
     modules = dict(model.named_modules())
     unknown = sorted(set(shapes) - {n for n, m in modules.items() if isinstance(m, nn.Conv2d)})
     if unknown:
@@ -313,3 +314,12 @@ def _apply_channel_shapes(model: nn.Module, shapes: dict[str, list[int]]):
     for module in model.modules():
         if isinstance(module, Bottleneck):
             module.add = module.add and module.cv1.conv.in_channels == module.cv2.conv.out_channels
+
+
+def _apply_depth(model: nn.Module, shapes: dict[str, list[int]]):
+    """A C3 keeps as many bottlenecks as the shapes list (a depth-pruned model has fewer than its yaml)."""
+    for name, module in list(model.named_modules()):
+        if isinstance(module, C3):
+            depth = sum(f"{name}.m.{j}.cv1.conv" in shapes for j in range(len(module.m)))
+            if depth < len(module.m):
+                module.m = module.m[:depth]

@@ -104,7 +104,10 @@ def test_prune_command_writes_a_smaller_model(yolov5n_pt, shared, tmp_path, caps
     fewer_macs = float(printed.split("% fewer MACs")[0].rsplit(" ", 1)[-1])
     assert 30.0 <= fewer_macs < 40.0
     saved = load_checkpoint(out)
-    assert saved.extra["prune"] == {"ratio": 0.3, "method": "act", "round_to": 8, "stats_images": 4}
+    recipe = saved.extra["prune"]
+    assert {k: recipe[k] for k in ("ratio", "method", "round_to", "depth", "reconstruct")} == \
+        {"ratio": 0.3, "method": "act", "round_to": 8, "depth": 0, "reconstruct": "ls"}
+    assert "reconstruction (ls" in printed
     shapes = saved.model.channel_shapes()
     assert {n: len(k) for n, k in saved.extra["kept_channels"].items()} == {n: s[0] for n, s in shapes.items()}
 
