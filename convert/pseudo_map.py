@@ -37,7 +37,7 @@ class PseudoLabels:
 
 
 def read_frames(paths: list[Path]) -> list[np.ndarray]:
-    return [read_image(p) for p in progress(paths, desc="reading held-out images")]
+    return [read_image(p) for p in progress(paths, desc="reading images")]
 
 
 def pseudo_labels(reference: Backend, frames: list[np.ndarray], names: list[str],

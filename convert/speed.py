@@ -2,7 +2,9 @@
 
 Timing one model and then the other on a shared or thermally throttled machine compares two
 different moments, not two models. Alternating single invokes (and alternating which goes first)
-exposes both to the same load, and the median ignores the odd stall.
+exposes both to the same load, and the median ignores the odd stall. On a machine shared with
+other work even that is noisy: at one thread the invoke runs on the calling thread, so its CPU
+time (`cpu_ms`) is also recorded, which counts the work done and not the time spent waiting.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ class Timing:
     path: Path
     median_ms: float
     p90_ms: float
+    cpu_ms: float  # median CPU time of the calling thread per invoke: the whole invoke at one thread
 
 
 def _ready(path: Path, threads: int):
@@ -50,10 +53,13 @@ def compare_speed(paths: list[Path], runs: int = 50, threads: int = 2) -> list[T
         for _ in range(WARMUP_INVOKES):
             interpreter.invoke()
     times: list[list[float]] = [[] for _ in paths]
+    cpu: list[list[float]] = [[] for _ in paths]
     for round_index in range(runs):
         order = range(len(paths)) if round_index % 2 == 0 else reversed(range(len(paths)))
         for i in order:
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.thread_time()
             interpreters[i].invoke()
             times[i].append((time.perf_counter() - start) * 1000.0)
-    return [Timing(Path(p), statistics.median(t), float(np.percentile(t, 90))) for p, t in zip(paths, times)]
+            cpu[i].append((time.thread_time() - start_cpu) * 1000.0)
+    return [Timing(Path(p), statistics.median(t), float(np.percentile(t, 90)), statistics.median(c))
+            for p, t, c in zip(paths, times, cpu)]

@@ -10,8 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
 from convert.errors import ConvertError
 from convert.prune.channels import DEFAULT_ROUND_TO, check_ratio, prune_to_cost
 from convert.prune.cost import measure
@@ -23,7 +21,7 @@ from convert.yolo_model import YOLOv5
 
 RECONSTRUCT_IMAGES = 256
 DEFAULT_RECONSTRUCT = "ls"
-RANK_IMAGES = 32  # enough to order the bottlenecks by what removing each costs
+RANK_IMAGES = 64  # training photos the bottlenecks are ranked on (the held-out part stays for scoring)
 
 
 @dataclass(frozen=True)
@@ -68,8 +66,6 @@ class Pruned:
 
 def prune(teacher: YOLOv5, spec: PruneSpec, folders: list[Path], imgsz_hw: tuple[int, int]) -> Pruned:
     """A pruned, refitted copy of `teacher`; photos come from the training part of `folders`."""
-    from convert.distill.loss import distill_loss
-
     spec.check(teacher)
     teacher = teacher.eval()
     base, depth, dropped = teacher, None, []
@@ -77,10 +73,7 @@ def prune(teacher: YOLOv5, spec: PruneSpec, folders: list[Path], imgsz_hw: tuple
         if spec.drop:
             chosen = parse_drops(spec.drop, teacher)
         else:
-            probe = stats_images(folders, imgsz_hw, RANK_IMAGES, purpose="ranking bottlenecks")
-            ranked = rank_bottlenecks(teacher, probe, lambda s, t: distill_loss(s, [torch.sigmoid(o) for o in t],
-                                                                                teacher.detect.na)[0])
-            chosen = [b for b, _ in ranked[:spec.depth]]
+            chosen = [b for b, _ in rank_bottlenecks(teacher, _agreement(teacher, folders, imgsz_hw))[:spec.depth]]
         base, depth = drop_bottlenecks(teacher, chosen)
         dropped = [b.name for b in chosen]
     kept = {n: list(range(c)) for n, (c, _) in base.channel_shapes().items()}
@@ -98,3 +91,15 @@ def prune(teacher: YOLOv5, spec: PruneSpec, folders: list[Path], imgsz_hw: tuple
         images = stats_images(folders, imgsz_hw, spec.reconstruct_images, offset=1, purpose="reconstruction")
         fits = reconstruct(model, teacher, kept, images, mode=spec.reconstruct, depth=depth)
     return Pruned(model.eval(), kept, depth, dropped, fits)
+
+
+def _agreement(teacher: YOLOv5, folders: list[Path], imgsz_hw: tuple[int, int]):
+    """A function scoring a model by its agreement with the teacher's detections on training photos."""
+    from convert.calibration import select_evenly
+    from convert.evaluate import TorchBackend
+    from convert.holdout import training_images
+    from convert.pseudo_map import pseudo_labels, pseudo_map, read_frames
+
+    frames = read_frames(select_evenly(training_images(folders, "ranking bottlenecks"), RANK_IMAGES))
+    labels = pseudo_labels(TorchBackend(teacher, Path("original"), imgsz_hw, None), frames, list(teacher.names))
+    return lambda model: pseudo_map(TorchBackend(model, Path("candidate"), imgsz_hw, None), labels)
