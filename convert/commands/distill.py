@@ -7,6 +7,7 @@ from pathlib import Path
 
 from convert.distill import DEFAULT_LR, DistillConfig, distill
 from convert.export import parse_imgsz
+from convert.paths import default_pool_dir
 
 NAME = "distill"
 HELP = "label-free distillation: the original model's outputs train its pruned copy (no labels needed)"
@@ -15,7 +16,9 @@ HELP = "label-free distillation: the original model's outputs train its pruned c
 def add_arguments(p: argparse.ArgumentParser):
     p.add_argument("--teacher", type=Path, required=True, help="the unpruned checkpoint")
     p.add_argument("--student", type=Path, help="pruned checkpoint from `edge-convert prune` (not needed with --resume)")
-    p.add_argument("--images", type=Path, required=True, help="folder of photos like the camera's (no labels needed)")
+    p.add_argument("--images", type=Path, default=None,
+                   help="folder of photos like the camera's, no labels needed (default: the shared pool); "
+                        "every 8th file is held out for scoring and not trained on")
     p.add_argument("--imgsz", default="320", help="training size: 320 or HEIGHT,WIDTH (use the export size)")
     p.add_argument("--epochs", type=int, required=True)
     p.add_argument("--batch", type=int, default=8)
@@ -23,14 +26,17 @@ def add_arguments(p: argparse.ArgumentParser):
     p.add_argument("--workers", type=int, default=None, help="CPU threads (default: all cores)")
     p.add_argument("--seed", type=int, default=0, help="fixes data order, flips and initial state")
     p.add_argument("--no-flip", action="store_true", help="no horizontal-flip augmentation")
+    p.add_argument("--live-teacher", action="store_true",
+                   help="run the teacher every step and also match its block outputs (slower); by default its "
+                        "head outputs are computed once per image and mirror image and cached beside --out")
     p.add_argument("--resume", action="store_true", help="continue the interrupted run stored in --out")
     p.add_argument("--out", type=Path, required=True, help="distilled checkpoint (also holds the state for --resume)")
 
 
 def run(args) -> int:
     config = DistillConfig(imgsz=parse_imgsz(args.imgsz), epochs=args.epochs, batch=args.batch, lr=args.lr,
-                           seed=args.seed, flip=not args.no_flip)
-    out = distill(args.teacher, args.student, args.images, args.out, config, resume=args.resume,
+                           seed=args.seed, flip=not args.no_flip, live_teacher=args.live_teacher)
+    out = distill(args.teacher, args.student, args.images or default_pool_dir(), args.out, config, resume=args.resume,
                   threads=args.workers)
     print(out, file=sys.stdout)
     return 0

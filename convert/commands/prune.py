@@ -31,7 +31,7 @@ def add_arguments(p: argparse.ArgumentParser):
 
 def add_prune_arguments(p: argparse.ArgumentParser):
     """The options that say what to remove and how to refit (shared with `slim`)."""
-    p.add_argument("--ratio", type=float, default=0.0,
+    p.add_argument("--ratio", type=float, default=None,
                    help="fraction of the MACs to remove in total, in (0, 1): 0.3 = at least 30%% cheaper "
                         "(removed bottlenecks count toward it; the rest by thinning channels)")
     p.add_argument("--depth", type=int, default=0,
@@ -50,9 +50,9 @@ def add_prune_arguments(p: argparse.ArgumentParser):
 
 
 def spec_from(args) -> PruneSpec:
-    if args.ratio:
+    if args.ratio is not None:
         check_ratio(args.ratio)
-    return PruneSpec(ratio=args.ratio, method=args.method, round_to=args.round_to, drop=args.drop,
+    return PruneSpec(ratio=args.ratio or 0.0, method=args.method, round_to=args.round_to, drop=args.drop,
                      depth=args.depth, reconstruct=args.reconstruct, reconstruct_images=args.reconstruct_images)
 
 
@@ -70,7 +70,7 @@ def run(args) -> int:
     reloaded = load_checkpoint(args.out).model
     if reloaded.channel_shapes() != pruned.channel_shapes():
         raise ConvertError(f"{args.out} does not load back with the pruned shapes: the file is unusable")
-    what = ", ".join(filter(None, [f"{args.method} to ratio {args.ratio}" if args.ratio else "",
+    what = ", ".join(filter(None, [f"{args.method} to ratio {spec.ratio}" if spec.ratio else "",
                                    f"{len(result.dropped)} bottlenecks removed" if result.dropped else ""]))
     print_costs(f"{args.weights.name} → {args.out.name} ({what}, at {imgsz_hw[0]}x{imgsz_hw[1]})",
                 [("original", before, args.weights.stat().st_size), ("pruned", after, args.out.stat().st_size)])

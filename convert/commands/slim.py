@@ -14,7 +14,7 @@ from pathlib import Path
 
 from convert.calibration import DEFAULT_CALIB_IMAGES
 from convert.checkpoint import load_checkpoint, save_checkpoint
-from convert.commands.prune import add_prune_arguments
+from convert.commands.prune import add_prune_arguments, spec_from
 from convert.curve import Variant, verdict, write_curve
 from convert.distill import DEFAULT_LR, DEPTH_KEY, KEPT_KEY, STATE_KEY, DistillConfig, distill
 from convert.errors import ConvertError
@@ -66,8 +66,7 @@ def run(args) -> int:
     imgsz_hw = parse_imgsz(args.imgsz)
     sizes = _sizes(args.sizes, imgsz_hw[0])
     photos = args.images or default_pool_dir()
-    base = PruneSpec(ratio=args.ratio, method=args.method, round_to=args.round_to, drop=args.drop, depth=args.depth,
-                     reconstruct=args.reconstruct, reconstruct_images=args.reconstruct_images)
+    base = spec_from(args)
     specs = [parse_variant(t, PruneSpec(method=args.method, round_to=args.round_to, reconstruct=args.reconstruct,
                                         reconstruct_images=args.reconstruct_images)) for t in args.variant] \
         if args.variant else [VariantSpec("pruned", base)]

@@ -215,7 +215,7 @@ def _check_resume(state: dict, config: DistillConfig, teacher_sha: str, out: Pat
     saved = state.get("config", {})
     if state.get("teacher_sha256") != teacher_sha:
         raise ConvertError(f"--resume: {out} was distilled from a different teacher: pass the same --teacher")
-    for key in ("imgsz", "epochs", "batch", "seed", "lr"):
+    for key in ("imgsz", "epochs", "batch", "seed", "lr", "live_teacher"):
         value = getattr(config, key)
         if key in saved and tuple(np.atleast_1d(saved[key])) != tuple(np.atleast_1d(value)):
             raise ConvertError(f"--resume: {out} was started with {key}={saved[key]}, now {value}: "

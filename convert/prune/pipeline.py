@@ -47,6 +47,8 @@ class PruneSpec:
             raise ConvertError(f"--depth {self.depth} is out of range: the model has {available} bottlenecks (0..{available})")
         if self.drop and self.depth:
             raise ConvertError("give --drop (which bottlenecks) or --depth (how many), not both")
+        if self.drop:
+            parse_drops(self.drop, model)
         if not (self.ratio or self.drop or self.depth):
             raise ConvertError("nothing to remove: give --ratio (fraction of MACs) and/or --depth/--drop (bottlenecks)")
         if self.reconstruct not in MODES + ("none",):

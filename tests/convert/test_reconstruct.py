@@ -16,8 +16,9 @@ from convert.prune.stats import stats_images
 IMGSZ = (160, 160)
 FIT_IMAGES = 48
 HELD_OUT_IMAGES = 12
-# Measured at 160 px on yolov5n pruned 30% (act): the head logits' error over their variance on the
-# held-out photos falls from 0.93 to 0.50 with the least-squares refit. Half that gain must remain.
+# Measured at 160 px on yolov5n pruned to 30% fewer MACs (act), refitted on 48 pool photos: on 12
+# held-out photos the head logits' error (MSE over variance) falls from 0.784 to 0.463 (-41%), and
+# the mean over the block outputs from 0.651 to 0.434 (-33%). The floors keep a margin below that.
 MIN_HEAD_GAIN = 0.25
 MIN_BLOCK_GAIN = 0.15
 
@@ -63,13 +64,11 @@ def test_least_squares_refit_lowers_the_error_on_held_out_photos(yolov5n, pool, 
     fits = reconstruct(refit, teacher, pruned.kept_channels, stats_images([pool], IMGSZ, FIT_IMAGES, offset=1))
     assert len(fits) == len(refit.channel_shapes()) - 1  # every layer but the first, which sees the image
     before, after = _head_error(pruned, teacher, held_out), _head_error(refit, teacher, held_out)
-    print(f"head error on held-out photos: {before:.3f} -> {after:.3f}")
     assert after < (1 - MIN_HEAD_GAIN) * before, (before, after)
     # and at every block output of the backbone and neck, not only at the end
     b, a = _block_errors(pruned, teacher, pruned.kept_channels, held_out), \
         _block_errors(refit, teacher, pruned.kept_channels, held_out)
     mean_b, mean_a = sum(b.values()) / len(b), sum(a.values()) / len(a)
-    print(f"mean block error {mean_b:.3f} -> {mean_a:.3f}; " + ", ".join(f"{i}: {b[i]:.2f}->{a[i]:.2f}" for i in b))
     assert mean_a < (1 - MIN_BLOCK_GAIN) * mean_b
     assert sum(a[i] < b[i] for i in b if i > 1) >= 0.75 * sum(1 for i in b if i > 1)
 
