@@ -108,7 +108,7 @@ def chart(variants: list[Variant], keys: list[str], path: Path, title: str) -> P
         ax.set_xlabel("int8 invoke, ms (measured, interleaved)")
         ax.set_ylabel(key)
         ax.grid(alpha=0.3)
-        ax.legend(loc="lower right", fontsize=8)
+        ax.legend(loc="best", fontsize=8)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
