@@ -17,6 +17,7 @@ RANKS = {
     "edge.errors": 0, "edge.redact": 0.5, "edge.fields": 0.5,
     "edge.sources": 1, "edge.model": 1,
     "edge.detect": 2,
+    "edge.track": 3,
     "edge.sinks": 4,
     "edge.service": 5,
     "edge.settings": 6, "edge.bench": 6,
