@@ -1,19 +1,24 @@
-"""Per-stage latency of a Detector on real images: where the time goes besides invoke()."""
+"""Per-stage latency of a Detector on real images: where the time goes besides invoke(); and the cost
+per frame of the object tracker (``edge.track``) with 0, 10 and 100 objects in view."""
 
 from __future__ import annotations
 
 import os
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Sequence
 
 import numpy as np
 
+from edge.detect.detections import Detections
 from edge.detect.detector import STAGES, Detector
 from edge.errors import EdgeError, InvalidSetting
 from edge.fields import check_fields, setting
+from edge.sources.base import Frame
 from edge.sources.images import image_paths, read_image
+from edge.track import ObjectTracker, TrackSettings
 
 DATA_ENV = "EDGE_YOLO_DATA"
 DEFAULT_IMAGE_DIRS = ("data/photos", "data/coco-train130/images")
@@ -50,6 +55,12 @@ class BenchSettings:
         if not paths:
             raise EdgeError(f"no images in {self.images}")
         return paths
+TRACK_OBJECTS = (0, 10, 100)
+TRACK_FRAMES = 300
+TRACK_WH = (640, 480)
+TRACK_FPS = 10.0
+TRACK_NOISE_PX = 1.5  # detector jitter
+TRACK_MISS = 0.1  # share of objects the detector misses in a frame
 
 
 def default_data_dir() -> Path | None:
@@ -147,3 +158,48 @@ def run_bench(detector: Detector, paths: Sequence[Path], frames: int, warmup: in
         total_median_ms=float(np.median(timings.sum(axis=1))),
         peak_rss_mb=peak_rss_mb(),
     )
+
+
+@dataclass(frozen=True)
+class TrackCost:
+    objects: int
+    median_ms: float
+    p90_ms: float
+
+
+def track_costs(names: Sequence[str], objects: Sequence[int] = TRACK_OBJECTS, frames: int = TRACK_FRAMES,
+                warmup: int = WARMUP_FRAMES, seed: int = 0) -> list[TrackCost]:
+    """``ObjectTracker.update`` (tracks, a zone, a line, events) per frame, on made-up scenes of ``n``
+    objects moving at constant speeds with detector jitter and misses: the pipeline's ``track`` stage."""
+    rng = np.random.default_rng(seed)
+    width, height = TRACK_WH
+    settings = TrackSettings(labels=(names[0],), zones=[{"name": "zone", "points": [[0, 0.5], [1, 0.5], [1, 1], [0, 1]]}],
+                             lines=[{"name": "line", "points": [[0.5, 0], [0.5, 1]]}])
+    image = np.zeros((height, width, 3), np.uint8)
+    costs = []
+    for n in objects:
+        tracker = ObjectTracker(settings, names)
+        start = rng.uniform([0, 0], [width - 60, height - 120], (n, 2))
+        size = rng.uniform([20, 40], [60, 120], (n, 2))
+        velocity = rng.uniform(-40, 40, (n, 2))  # px/s
+        score = rng.uniform(0.3, 0.95, n).astype(np.float32)
+        timings = np.empty(frames)
+        for i in range(-warmup, frames):
+            t = (i + warmup) / TRACK_FPS
+            xy = np.mod(start + velocity * t, [width - 60, height - 120]) + rng.normal(0, TRACK_NOISE_PX, (n, 2))
+            seen = rng.random(n) >= TRACK_MISS
+            boxes = np.concatenate([xy, xy + size], axis=1)[seen].astype(np.float32)
+            dets = Detections(boxes, score[seen], np.zeros(int(seen.sum()), np.int64))
+            frame = Frame(i, "bench", t, image, position_ms=t * MS_PER_S)
+            started = time.perf_counter()
+            tracker.update(frame, dets)
+            if i >= 0:
+                timings[i] = (time.perf_counter() - started) * MS_PER_S
+        costs.append(TrackCost(n, float(np.median(timings)), float(np.percentile(timings, PERCENTILE_P90))))
+    return costs
+
+
+def track_report(costs: Sequence[TrackCost]) -> str:
+    lines = [f"{'track':<12} {'median ms':>10} {'p90 ms':>10}"]
+    lines += [f"{f'{c.objects} objects':<12} {c.median_ms:>10.3f} {c.p90_ms:>10.3f}" for c in costs]
+    return "\n".join(lines)

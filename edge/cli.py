@@ -196,6 +196,9 @@ def run_bench(settings) -> int:
     print(f"model {model.model} ({detector.meta.precision}, {detector.meta.imgsz_hw[0]}x{detector.meta.imgsz_hw[1]}), "
           f"device {model.device}, threads {model.threads or os.cpu_count()}, {len(paths)} images")
     print(result.report())
+    from edge.bench import track_costs, track_report
+
+    print(track_report(track_costs(detector.names, frames=args.frames)))
     return 0
 
 

@@ -12,6 +12,10 @@ The watchdog is fed while the loop turns and the capture thread is responsive (d
 or waiting between attempts to reopen a lost camera): a missing camera is waited for, a loop
 stuck in the interpreter or a capture stuck in a driver stops the pings and gets the process
 restarted.
+
+With an ``ObjectTracker`` (``edge.track``) the detections then become objects: its update goes to
+every sink that has ``write_objects`` (the others get ``write`` as before), its cost is the ``track``
+stage of the stats, and at shutdown the objects still in view end.
 """
 
 from __future__ import annotations
@@ -24,11 +28,13 @@ import time
 from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
-from edge.detect.detector import Detector
+from edge.detect.detections import Detections
+from edge.detect.detector import MS_PER_S, Detector
 from edge.service.capture import Capture
 from edge.service.stats import PipelineStats, format_snapshot
 from edge.sinks.base import Sink
 from edge.sources.base import Frame
+from edge.track.objects import ObjectTracker
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +43,7 @@ STATUS_INTERVAL_S = 5.0  # systemctl status refresh; cheap, one datagram
 TAKE_TIMEOUT_S = 0.1  # how often the loop looks up from an empty mailbox (stop requests, stats)
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 SINK_RETRY_S = 10.0  # a failing sink is skipped this long before it is tried again
+TRACK_STAGE = "track"  # the tracker's latency in the stats, beside the detector's stages
 
 
 class _Silent:
@@ -57,8 +64,10 @@ class Pipeline:
     """One detector, one capture, any sinks. ``run()`` returns the final stats snapshot."""
 
     def __init__(self, detector: Detector, capture: Capture, sinks: Sequence[Sink], stats: PipelineStats,
-                 settings: PipelineSettings = PipelineSettings(), notifier=None, watchdog=None):
+                 settings: PipelineSettings = PipelineSettings(), notifier=None, watchdog=None,
+                 tracker: ObjectTracker | None = None):
         self.detector = detector
+        self.tracker = tracker
         self.capture = capture
         self.sinks = list(sinks)
         self.stats = stats
@@ -128,21 +137,30 @@ class Pipeline:
 
     def _process(self, frame: Frame) -> None:
         dets, stage_ms = self.detector.detect(frame.image)
+        update = None
+        if self.tracker is not None:
+            started = time.perf_counter()
+            update = self.tracker.update(frame, dets)
+            stage_ms = {**stage_ms, TRACK_STAGE: (time.perf_counter() - started) * MS_PER_S}
         for index, sink in enumerate(self.sinks):
-            self._write(index, sink, frame, dets)
+            self._write(index, sink, frame, dets, update)
         self.stats.counters.processed += 1
         self.stats.record_latency(stage_ms)
         self.watchdog.beat()
 
-    def _write(self, index: int, sink: Sink, frame: Frame, dets) -> None:
-        """One sink's write, kept from ending the run: failures said once, counted, retried later."""
+    def _write(self, index: int, sink: Sink, frame: Frame, dets, update=None) -> None:
+        """One sink's write (``write_objects`` with the tracker's ``update`` where the sink has it), kept
+        from ending the run: failures said once, counted, retried later."""
         retry_at = self._sink_retry_at.get(index)
         now = time.monotonic()
         if retry_at is not None and now < retry_at:
             self._sink_failure(index)
             return
         try:
-            sink.write(frame, dets)
+            if update is not None and hasattr(sink, "write_objects"):
+                sink.write_objects(frame, dets, update)
+            else:
+                sink.write(frame, dets)
         except BrokenPipeError:
             raise  # stdout's reader went away (`| head`): the run ends quietly
         except Exception as exc:  # noqa: BLE001  (a sink must not end detection, whatever it raises)
@@ -160,8 +178,24 @@ class Pipeline:
         self.stats.counters.sink_failures += 1
         self._sink_failed_frames[index] = self._sink_failed_frames.get(index, 0) + 1
 
-    def _emit_stats(self, final: bool = False) -> dict[str, Any]:
+    def _snapshot(self, final: bool = False) -> dict[str, Any]:
         snapshot = self.stats.snapshot(final=final)
+        if self.tracker is not None:
+            snapshot["tracks"] = {"active": self.tracker.active, "total": self.tracker.created}
+        return snapshot
+
+    def _end_objects(self) -> None:
+        """The objects still in view end with the run: their end events and zero counts to the sinks."""
+        update = self.tracker.finish()
+        for sink in self.sinks:
+            if hasattr(sink, "write_objects"):
+                try:
+                    sink.write_objects(None, Detections.empty(), update)
+                except Exception as exc:  # noqa: BLE001  (the sinks must still be flushed)
+                    log.warning("%s", _naming(sink, exc))
+
+    def _emit_stats(self, final: bool = False) -> dict[str, Any]:
+        snapshot = self._snapshot(final=final)
         log.info("%s", format_snapshot(snapshot))
         for sink in self.sinks:
             sink.stats(snapshot)
@@ -185,7 +219,9 @@ class Pipeline:
         """Stop capture, count a frame left in the mailbox as dropped, report, flush every sink."""
         self.capture.stop()
         self.capture.mailbox.discard()
-        final = self.stats.snapshot(final=True)
+        if self.tracker is not None:
+            self._end_objects()
+        final = self._snapshot(final=True)
         log.info("%s", format_snapshot(final))
         for sink in self.sinks:
             try:

@@ -48,9 +48,15 @@ class PipelineStats:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def record_latency(self, stage_ms: dict[str, float]) -> None:
+        """The detector's stages always; any other (the tracker's) from the first time it is timed."""
         with self._lock:
             for stage in STAGES:
                 self._latency[stage].append(stage_ms[stage])
+            for stage in stage_ms.keys() - self._latency.keys():
+                self._latency[stage] = deque(maxlen=LATENCY_WINDOW)
+            for stage, ms in stage_ms.items():
+                if stage not in STAGES:
+                    self._latency[stage].append(ms)
 
     def snapshot(self, final: bool = False) -> dict[str, Any]:
         """The figures since the previous snapshot (rates, latencies) and since start (counts)."""

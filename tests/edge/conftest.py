@@ -38,3 +38,38 @@ def data_dir() -> Path:
         pytest.fail(f"shared data not found at {folder}: set {DATA_ENV} to the folder holding data/photos", pytrace=False)
     return folder
 
+
+
+VIDEO_CONF = 0.1  # the tracker's default low_score: its second association wants the unsure detections too
+
+
+@pytest.fixture(scope="session")
+def video_detections(model_dir, data_dir):
+    """``detections(name, frames)``: the int8 model's detections on the first ``frames`` of a video in
+    data/video, one Detections per frame, computed once per session (tests that track, count and
+    publish them share the inference)."""
+    from edge.detect.detector import DetectSettings, Detector
+    from edge.sources import iter_frames
+
+    cache: dict = {}
+    detector = Detector(model_dir / TEST_MODEL_NAMES["int8"], DetectSettings(conf=VIDEO_CONF))
+
+    def detections(name: str, frames: int | None = None) -> list:
+        if (name, frames) not in cache:
+            cache[name, frames] = [detector.detect(f.image)[0] for f in iter_frames(data_dir / "data" / "video" / name, frames)]
+        return cache[name, frames]
+
+    return detections
+
+
+@pytest.fixture(scope="session")
+def replay(video_detections, data_dir):
+    """``replay(name, frames)``: (frame, detections) pairs of a video, the frames decoded again (cheap)
+    rather than held in memory, the detections from ``video_detections``."""
+    from edge.sources import iter_frames
+
+    def pairs(name: str, frames: int | None = None):
+        dets = video_detections(name, frames)
+        return zip(iter_frames(data_dir / "data" / "video" / name, len(dets)), dets)
+
+    return pairs

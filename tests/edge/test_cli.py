@@ -151,6 +151,15 @@ def test_bench_prints_the_figures(int8_model, photos):
         assert figure in out
 
 
+def test_bench_prints_the_tracker_cost_with_0_10_and_100_objects(int8_model, photos):
+    result = run_cli("bench", "--model", int8_model, "--frames", "10", "--images", photos)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    rows = [lines[lines.index(next(line for line in lines if line.startswith("track"))) + 1 + i].split() for i in range(3)]
+    assert [row[:2] for row in rows] == [["0", "objects"], ["10", "objects"], ["100", "objects"]]
+    assert all(float(row[2]) > 0 and float(row[3]) >= float(row[2]) for row in rows)
+
+
 def test_overhead_bench_prints_its_figures(int8_model, data_dir):
     script = Path(__file__).resolve().parents[1] / "bench_overhead.py"
     env = {**os.environ, "EDGE_YOLO_DATA": str(data_dir)}

@@ -40,7 +40,8 @@ class Session:
     """One paho client for the run. Callbacks run on paho's network thread; ``wake`` tells the publisher."""
 
     def __init__(self, settings: MqttSettings, password: str | None, spool_path: Path,
-                 backlog: Callable[[], int], wake: Callable[[], None]):
+                 backlog: Callable[[], int], wake: Callable[[], None], announce: bool = True):
+        """``announce``: keep the status topic (last will, online, stopped); off for a one-off maintenance client."""
         self.mqtt = import_paho()
         self.settings = settings
         self.host, self.port, self.tls = settings.endpoint
@@ -57,6 +58,7 @@ class Session:
         self._refusal_logged: str | None = None
         self._unreachable_logged = False
         self._closing = False
+        self.announce = announce
         self.client = self._make_client(password)
 
     def _make_client(self, password: str | None):
@@ -72,7 +74,8 @@ class Session:
             except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
                 raise EdgeError(f"cannot load the TLS files (--mqtt-ca {settings.tls_ca}, --mqtt-cert {settings.tls_cert}, "
                                 f"--mqtt-key {settings.tls_key}): {exc}") from None
-        client.will_set(self.status_topic, STATUS_OFFLINE, qos=settings.qos, retain=True)
+        if self.announce:
+            client.will_set(self.status_topic, STATUS_OFFLINE, qos=settings.qos, retain=True)
         client.reconnect_delay_set(settings.reconnect_min_s, settings.reconnect_max_s)
         client.max_inflight_messages_set(INFLIGHT_WINDOW)
         client.on_connect = self._on_connect
@@ -93,7 +96,7 @@ class Session:
     def stop(self) -> None:
         """Say ``stopped`` on the status topic if connected, then disconnect and end paho's thread."""
         self._closing = True
-        if self.connected:
+        if self.connected and self.announce:
             info = self.publish(self.status_topic, STATUS_STOPPED, retain=True)
             try:
                 info.wait_for_publish(CLOSE_STATUS_WAIT_S)
@@ -119,7 +122,8 @@ class Session:
             return
         self._refusal_logged = None
         self._unreachable_logged = False
-        client.publish(self.status_topic, STATUS_ONLINE, qos=self.settings.qos, retain=True)
+        if self.announce:
+            client.publish(self.status_topic, STATUS_ONLINE, qos=self.settings.qos, retain=True)
         if self._ever_connected:
             self.counters["reconnects"] += 1
             log.info("MQTT reconnected to %s; %d messages spooled", self.where, self._backlog())

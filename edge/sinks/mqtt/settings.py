@@ -36,7 +36,8 @@ CREDENTIAL_NAME = "mqtt-password"
 STATE_ENV = "STATE_DIRECTORY"  # systemd StateDirectory=
 DEFAULT_STATE_DIR = Path("~/.local/state/edge-yolo")
 PUBLISH_EVERY, PUBLISH_CHANGE, PUBLISH_INTERVAL = "every", "change", "interval"
-PUBLISH_FORMS = "every, change or interval:SECONDS (e.g. interval:5)"
+PUBLISH_EVENTS = "events"  # tracked objects' new / update / end events instead of frames (edge.track)
+PUBLISH_FORMS = "every, change, interval:SECONDS (e.g. interval:5) or events"
 TOPIC_WILDCARDS = ("+", "#")
 PASSWORD_SOURCES = (f"[mqtt] password in the --config file, --mqtt-password-file, ${PASSWORD_ENV} "
                     f"or $CREDENTIALS_DIRECTORY/{CREDENTIAL_NAME}")
@@ -53,7 +54,8 @@ def publish_mode_text(text: str) -> str:
 
 @dataclass(frozen=True)
 class PublishMode:
-    """When a frame's detections are published: every frame, on a change of label counts, or per interval."""
+    """When a frame's detections are published: every frame, on a change of label counts, per interval,
+    or never, with tracked objects' events instead (``events``)."""
 
     kind: str
     interval_s: float = 0.0
@@ -61,7 +63,7 @@ class PublishMode:
     @classmethod
     def parse(cls, text: str) -> PublishMode:
         kind, _, rest = str(text).strip().partition(":")
-        if kind in (PUBLISH_EVERY, PUBLISH_CHANGE) and not rest:
+        if kind in (PUBLISH_EVERY, PUBLISH_CHANGE, PUBLISH_EVENTS) and not rest:
             return cls(kind)
         if kind == PUBLISH_INTERVAL and rest:
             try:

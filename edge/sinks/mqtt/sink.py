@@ -6,7 +6,10 @@ Topics under ``<prefix>/<device>/``:
   that survives restarts, so a subscriber can see a gap;
 * ``status`` — retained ``online`` on every connect, ``offline`` as the last will, ``stopped`` on close;
 * ``stats`` — the camera loop's periodic snapshot plus the publisher's own counters;
-* ``snapshot`` — optional retained JPEG of the annotated frame when a chosen class is seen.
+* ``snapshot`` — optional retained JPEG of the annotated frame when a chosen class is seen;
+* with tracking (``write_objects``): ``events`` (``--publish events``, spooled like detections, numbered
+  by the same ``seq``), ``events/snapshot`` and the retained counts (``state_topics``), and Home
+  Assistant's discovery configs (``discovery``).
 
 Path of a detection: ``write()`` (camera thread) only appends to a bounded in-memory deque; the
 publisher thread builds the payload, commits it to the on-disk spool (``spool``) and the pump
@@ -28,12 +31,15 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from edge.detect.detections import Detections
+from edge.sinks.mqtt import events as event_payloads
 from edge.sinks.mqtt.payloads import detections_payload, label_counts, snapshot_jpeg, stats_payload
 from edge.sinks.mqtt.pump import SpoolPump
 from edge.sinks.mqtt.session import Session, import_paho
-from edge.sinks.mqtt.settings import PUBLISH_CHANGE, PUBLISH_INTERVAL, MqttSettings
+from edge.sinks.mqtt.settings import PUBLISH_CHANGE, PUBLISH_EVENTS, PUBLISH_INTERVAL, MqttSettings
 from edge.sinks.mqtt.spool import open_spool
+from edge.sinks.mqtt.state_topics import StateTopics
 from edge.sources.base import Frame
+from edge.track.objects import ObjectsUpdate
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +61,7 @@ class _Item:
     wh: tuple[int, int]
     dets: Detections
     snapshot_image: Any  # np.ndarray or None
+    events: tuple = ()  # ObjectEvent, numbered from seq (events mode)
 
 
 class MqttSink:
@@ -64,7 +71,8 @@ class MqttSink:
     array per frame, which must not be modified after write().
     """
 
-    def __init__(self, settings: MqttSettings, names: Sequence[str]):
+    def __init__(self, settings: MqttSettings, names: Sequence[str], discovery: Sequence[tuple[str, bytes]] = ()):
+        """``discovery``: Home Assistant config messages, published retained on every connect (``discovery``)."""
         import_paho()  # before anything touches the disk: a missing package is the first thing to say
         self.settings = settings
         self.names = tuple(names)
@@ -84,6 +92,8 @@ class MqttSink:
             self._spool.close()
             raise
         self._pump = SpoolPump(self._spool, self._session)
+        self._states = StateTopics(settings, self._session, list(discovery), event_payloads.SNAPSHOT_LEAF)
+        self._topic_events = settings.topic(event_payloads.EVENTS_LEAF)
         self._topic_detections = settings.topic("detections")
         self._topic_stats = settings.topic("stats")
         self._topic_snapshot = settings.topic("snapshot")
@@ -97,7 +107,7 @@ class MqttSink:
         self._dropping_spool = False
         self._dropping_queue = False
         self._spool_bug_logged = False
-        self.counters = {"queue_dropped": 0, "spool_errors": 0, "snapshots": 0, "snapshots_skipped": 0}
+        self.counters = {"queue_dropped": 0, "spool_errors": 0, "snapshots": 0, "snapshots_skipped": 0, "events": 0}
         self._closing = False
         self._closed = False
         self._close_deadline = 0.0
@@ -113,6 +123,8 @@ class MqttSink:
         """Hand the frame's detections to the publisher thread: a deque append and a thread wake-up, no I/O."""
         if self._closed:
             raise RuntimeError("MqttSink.write() after close()")
+        if self._mode.kind == PUBLISH_EVENTS:
+            return  # objects' events replace frames: see write_objects
         now = time.monotonic()
         publish = True
         if self._mode.kind == PUBLISH_CHANGE:
@@ -136,6 +148,26 @@ class MqttSink:
         if publish:
             self._seq += 1  # taken even if the frame is dropped below: the gap shows the loss downstream
             seq = self._seq
+        self._enqueue(_Item(seq, frame.index, frame.time, frame.wh, dets, snapshot))
+
+    def write_objects(self, frame: Frame | None, dets: Detections, update: ObjectsUpdate) -> None:
+        """With tracking on: counts become retained topics; in events mode the events replace the frames."""
+        if update.counts_changed:
+            self._states.set_counts(update.counts)
+            self._wake.set()
+        if self._mode.kind != PUBLISH_EVENTS:
+            if frame is not None:
+                self.write(frame, dets)
+            return
+        if self._closed:
+            raise RuntimeError("MqttSink.write_objects() after close()")
+        if not update.events:
+            return
+        first = self._seq + 1
+        self._seq += len(update.events)  # taken even if dropped below: the gap shows the loss downstream
+        self._enqueue(_Item(first, -1, 0.0, (0, 0), dets, None, tuple(update.events)))
+
+    def _enqueue(self, item: _Item) -> None:
         if len(self._pending) >= self.settings.queue_max:
             self.counters["queue_dropped"] += 1
             if not self._dropping_queue:
@@ -144,7 +176,7 @@ class MqttSink:
                             "(the state dir's disk may be too slow)", self.settings.queue_max)
             return
         self._dropping_queue = False
-        self._pending.append(_Item(seq, frame.index, frame.time, frame.wh, dets, snapshot))
+        self._pending.append(item)
         self._accepted += 1
         self._wake.set()
 
@@ -198,6 +230,7 @@ class MqttSink:
             "acked": self._pump.acked,
             **self._spool.counters(),
             **self.counters,
+            **self._states.counters,
             **self._session.counters,
         }
 
@@ -218,6 +251,7 @@ class MqttSink:
             try:
                 self._persist_pending()
                 self._pump.settle_acks()
+                self._states.send()
                 self._send_stats()
                 self._pump.send()
                 if self._pump.check_ack_timeout():
@@ -239,7 +273,10 @@ class MqttSink:
             for item in batch:
                 if item.snapshot_image is not None:
                     self._send_snapshot(item)
-                if item.seq is not None:
+                if item.events:
+                    last_seq = item.seq + len(item.events) - 1
+                    rows += self._event_rows(item)
+                elif item.seq is not None:
                     last_seq = item.seq
                     rows.append((self._topic_detections, detections_payload(
                         seq=item.seq, device=self.settings.device_id, model=self.settings.model,
@@ -262,6 +299,19 @@ class MqttSink:
                     self._dropping_spool = False
                     log.info("MQTT spool below its bound again after dropping %d messages", self._spool.dropped)
             self._persisted += len(batch)
+
+    def _event_rows(self, item: _Item) -> list[tuple[str, bytes]]:
+        """The spool rows of an item's events; each event's snapshot goes out first, straight (not spooled)."""
+        rows = []
+        for seq, event in enumerate(item.events, start=item.seq):
+            if event.snapshot is not None:
+                jpeg = event_payloads.snapshot_jpeg(event.snapshot)
+                if jpeg is not None:
+                    self._states.snapshot(jpeg)
+            rows.append((self._topic_events, event_payloads.event_payload(
+                seq=seq, device=self.settings.device_id, model=self.settings.model, event=event)))
+        self.counters["events"] += len(rows)
+        return rows
 
     def _send_snapshot(self, item: _Item) -> None:
         if not self._session.connected:
