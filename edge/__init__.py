@@ -2,12 +2,13 @@
 
 A frame's path, one way only::
 
-    sources ──► detect (letterbox → model → decode + NMS) ──► sinks (JSON lines, saved frames, MQTT)
+    sources ──► detect (letterbox → model → decode + NMS) ──► [track] ──► sinks (JSON lines, saved frames, MQTT)
                        ▲ model (file check, metadata, interpreter)
+    track: detections to objects (tracker, zones, lines, events), when tracking is on
     service: capture thread → mailbox → pipeline loop → sinks; stats, sd_notify
     settings: one model of every setting, built from the sections the stages declare (fields)
     cli: builds the settings and wires the above together
 
-A package may import those below it (sources and model at the bottom, then detect, sinks,
-service, settings, cli), never one above; ``tests/edge/test_layers.py`` enforces it.
+A package may import those below it (sources and model at the bottom, then detect, track,
+sinks, service, settings, cli), never one above; ``tests/edge/test_layers.py`` enforces it.
 """

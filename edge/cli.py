@@ -40,12 +40,21 @@ class Plan:
     source: Any  # a FrameSource, not yet opened
     names: tuple[str, ...]
     mqtt: Any  # MqttSettings ready for the sink, or None
+    tracker: Any = None  # an ObjectTracker when objects are tracked (--track, zones, lines, --publish events)
 
 
 def build_detect_settings(argv: Sequence[str]):
     from edge.settings import DETECT_SECTIONS, build_settings
 
-    return build_settings(DETECT_SECTIONS, argv, prog=PROG, description=DETECT_HELP)
+    return build_settings(DETECT_SECTIONS, argv, prog=PROG, description=DETECT_HELP, checks=(_home_assistant_needs_mqtt,))
+
+
+def _home_assistant_needs_mqtt(settings) -> None:
+    ha = settings.homeassistant
+    for field in ("discovery", "remove"):
+        if getattr(ha, field) and settings.mqtt is None:
+            raise InvalidSetting(f"homeassistant.{field}", "needs --mqtt URL: Home Assistant hears of the device through "
+                                                           "the broker")
 
 
 def plan_run(settings) -> Plan:
@@ -82,7 +91,21 @@ def plan_run(settings) -> Plan:
             raise settings.blame("mqtt", "snapshot", exc.message) from None
         mqtt.resolve_password()
         _check_writable(settings, "mqtt", "state_dir", str(mqtt.resolve_state_dir()) + "/")
-    return Plan(source, names, mqtt)
+    return Plan(source, names, mqtt, _tracker(settings, names))
+
+
+def _tracker(settings, names):
+    """The ObjectTracker of the run, or None; its labels checked against the model's."""
+    from edge.sinks.mqtt.settings import PUBLISH_EVENTS, PublishMode
+    from edge.track import ObjectTracker
+
+    events = settings.mqtt is not None and PublishMode.parse(settings.mqtt.publish).kind == PUBLISH_EVENTS
+    if not (settings.track.active or events):
+        return None
+    try:
+        return ObjectTracker(settings.track, names, settings.events)
+    except InvalidSetting as exc:
+        raise settings.blame("track", exc.field, exc.message) from None
 
 
 def _check_writable(settings, section: str, field: str, target: str | None) -> None:
@@ -108,6 +131,8 @@ def run_detect(settings) -> int:
     if settings.check_only:
         print(format_settings(settings, PROG))
         return 0
+    if settings.homeassistant.remove:
+        return _remove_discovery(settings, plan)
     detector = _build_detector(settings)
     source = plan.source
     if hasattr(source, "set_lores_edge"):
@@ -119,10 +144,17 @@ def run_detect(settings) -> int:
         capture.open()
         if settings.output.save:
             sinks.append(_save_sink(settings.output, detector.names, source.fps))
+        mqtt = None
         if plan.mqtt is not None:
             from edge.sinks.mqtt import MqttSink
 
-            sinks.append(MqttSink(plan.mqtt, detector.names))
+            mqtt = MqttSink(plan.mqtt, detector.names, _discovery(settings, plan))
+            sinks.append(mqtt)
+        if settings.metrics is not None:
+            from edge.service.metrics import MetricsExporter
+
+            sinks.append(MetricsExporter(settings.metrics, stats.counters, plan.tracker,
+                                         mqtt.snapshot_counters if mqtt is not None else None))
     except BaseException:
         source.close()
         for sink in sinks:
@@ -130,7 +162,7 @@ def run_detect(settings) -> int:
         raise
     notifier = Notifier()
     pipeline = Pipeline(detector, capture, sinks, stats, settings.run.pipeline(),
-                        notifier=notifier, watchdog=WatchdogPacer(notifier))
+                        notifier=notifier, watchdog=WatchdogPacer(notifier), tracker=plan.tracker)
     with stop_on_signals(pipeline.request_stop):
         final = pipeline.run()
     notifier.close()
@@ -142,6 +174,25 @@ def run_detect(settings) -> int:
         return EXIT_FAILURE
     if pipeline.close_failures:
         return EXIT_FAILURE  # an output could not be finished (said above): not a success
+    return 0
+
+
+def _discovery(settings, plan: Plan) -> list:
+    """Home Assistant's config messages for this run (none without --ha-discovery)."""
+    from edge.sinks.mqtt.discovery import discovery_messages, entities_for
+
+    if not settings.homeassistant.discovery:
+        return []
+    entities = entities_for(plan.mqtt, plan.tracker, settings.events.snapshot)
+    return discovery_messages(plan.mqtt, settings.homeassistant, entities)
+
+
+def _remove_discovery(settings, plan: Plan) -> int:
+    from edge.sinks.mqtt.discovery import entities_for, remove_discovery
+
+    plan.source.close()
+    removed = remove_discovery(plan.mqtt, settings.homeassistant, entities_for(plan.mqtt, plan.tracker, settings.events.snapshot))
+    log.info("Home Assistant discovery: %d entities of %s removed", removed, plan.mqtt.device_id)
     return 0
 
 
@@ -198,7 +249,7 @@ def run_bench(settings) -> int:
     print(result.report())
     from edge.bench import track_costs, track_report
 
-    print(track_report(track_costs(detector.names, frames=args.frames)))
+    print(track_report(track_costs(detector.names, frames=settings.bench.frames)))
     return 0
 
 

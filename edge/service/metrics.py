@@ -13,10 +13,10 @@ import logging
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, ClassVar, Mapping
 
-from edge.errors import EdgeError
-from edge.fields import InvalidSetting, check_fields, setting
+from edge.errors import EdgeError, InvalidSetting
+from edge.fields import check_fields, setting
 from edge.service.stats import Counters
 
 log = logging.getLogger(__name__)
@@ -30,9 +30,10 @@ MAX_PORT = 65535
 
 @dataclass(frozen=True)
 class MetricsSettings:
-    TABLE = "metrics"
-    FLAG_PREFIX = "metrics-"
-    TITLE = "Prometheus metrics"
+    TABLE: ClassVar[str] = "metrics"
+    FLAG_PREFIX: ClassVar[str] = "metrics-"
+    TITLE: ClassVar[str] = "Prometheus metrics"
+    ENABLED_BY: ClassVar[str] = "listen"
 
     listen: str | None = setting(None, flag="metrics", metavar="[HOST:]PORT",
                                  help=f"serve Prometheus metrics on http://HOST:PORT{PATH} (HOST defaults to {LOOPBACK}: "

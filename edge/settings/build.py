@@ -37,13 +37,18 @@ class Settings(SimpleNamespace):
         self.check_only = check
 
     def blame(self, section: str, field: str, message: str) -> EdgeError:
-        """One line for a problem with ``section.field``, naming the key or flag the value came from."""
-        entry = next((e for e in self._entries if e.section == section and e.name == field), None)
+        """One line for a problem with ``section.field``, naming the key or flag the value came from.
+
+        ``field`` may point inside a list of tables, ``zones[1].labels``: the key then reads
+        ``track.zones[1].labels``.
+        """
+        name, bracket, inside = field.partition("[")
+        entry = next((e for e in self._entries if e.section == section and e.name == name), None)
         if entry is None:
             return EdgeError(f"{section} {field}: {message}")
         origin, shown = self._origins.get(entry, (FROM_DEFAULT, entry.shown_key))
         if origin == FROM_FILE:
-            return EdgeError(f"config {self.config_path}: key '{shown}': {message}")
+            return EdgeError(f"config {self.config_path}: key '{shown}{bracket}{inside}': {message}")
         if origin == FROM_COMMAND_LINE:
             return EdgeError(f"argument {entry.option}: {message}")
         return EdgeError(f"{entry.option} (default): {message}")
@@ -112,10 +117,10 @@ class _Builder:
         try:
             return owner(**kwargs)
         except InvalidSetting as exc:
-            entry = next((e for e in mine if e.name == exc.field), None)
+            entry = next((e for e in mine if e.name == exc.field.partition("[")[0]), None)
             if entry is None:
                 raise EdgeError(f"{getattr(owner, 'TITLE', section)}: {exc.message}") from None
-            raise self.blame(entry, exc.message) from None
+            raise self.settings({}).blame(section, exc.field, exc.message) from None
 
     def one_of(self, group: list[Entry]) -> None:
         """Exactly one of ``group``; the command line replaces the file's choice."""

@@ -94,6 +94,8 @@ class EventState:
              to_unix: Callable[[np.ndarray], np.ndarray]) -> list[ObjectEvent]:
         """This frame's events, after folding its tracks into the memory."""
         tracks, started = update.tracks, update.started
+        if not len(tracks):
+            return self.end(update.ended, wh, to_unix)  # an empty scene: nothing else to look at
         self._add(tracks, started, wh)
         pos = np.searchsorted(self.ids, tracks.id)
         seen = tracks.seen

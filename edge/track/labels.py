@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from edge.detect.detections import Detections
-from edge.fields import InvalidSetting
+from edge.errors import InvalidSetting
+from edge.track.settings import AliasSettings
 
 _NOT_SLUG = re.compile(r"[^a-z0-9_]+")
 
@@ -32,16 +33,17 @@ class LabelMap:
     remap: np.ndarray
 
     @classmethod
-    def build(cls, model_names: Sequence[str], aliases: Mapping[str, Sequence[str]]) -> LabelMap:
+    def build(cls, model_names: Sequence[str], aliases: Sequence[AliasSettings] = ()) -> LabelMap:
         names = list(model_names)
         remap = np.arange(len(names), dtype=np.int64)
-        for target, sources in aliases.items():
-            if target not in names:
-                names.append(target)
-            for source in sources:
+        for index, alias in enumerate(aliases):
+            if alias.label not in names:
+                names.append(alias.label)
+            for source in alias.merge:
                 if source not in model_names:
-                    raise InvalidSetting(f"aliases.{target}", f"the model has no label {source!r} to merge into {target!r}")
-                remap[list(model_names).index(source)] = names.index(target)
+                    raise InvalidSetting(f"aliases[{index}].merge",
+                                         f"the model has no label {source!r} to merge into {alias.label!r}")
+                remap[list(model_names).index(source)] = names.index(alias.label)
         return cls(tuple(names), remap)
 
     def apply(self, dets: Detections) -> Detections:

@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from edge.detect.detections import Detections
-from edge.fields import InvalidSetting
+from edge.errors import InvalidSetting
 from edge.sources.base import Frame
 from edge.track.events import DIRECTIONS, EventState, ObjectEvent
 from edge.track.labels import LabelMap, label_slug

@@ -109,6 +109,9 @@ class Tracker:
             self._rows = _empty_rows()
         self._t = t
         n = len(dets)
+        if n == 0 and not len(self._rows["id"]) and ended_early is None:  # nothing in view, nothing to end
+            empty = self._view(np.zeros(0, bool))
+            return TrackerUpdate(empty, np.zeros(0, bool), empty, np.zeros(0, np.int64))
         wanted = np.ones(n, bool) if self._classes is None else np.isin(dets.class_id, self._classes)
         s = self.settings
         rows = self._rows

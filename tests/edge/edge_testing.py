@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 
@@ -75,3 +76,13 @@ def random_raw_outputs(
         raw[..., 4] = np.where(high, raw[..., 4], low)
         outputs[stride] = raw.reshape(shape[:3] + (-1,))
     return outputs
+
+
+def optimal_total(similarity: np.ndarray, threshold: float) -> float:
+    """The best total similarity of any one-to-one assignment of pairs at or above ``threshold``
+    (brute force over permutations: for the small matrices of a test)."""
+    m, n = similarity.shape
+    best = 0.0
+    for cols in itertools.permutations(range(max(n, m)), m):
+        best = max(best, sum(similarity[r, c] for r, c in enumerate(cols) if c < n and similarity[r, c] >= threshold))
+    return best

@@ -24,9 +24,9 @@ CAR_FPS = 12.5
 CARS = 4
 # Seen from above, yolov5n at 320 rarely says "car": it calls these cars "cell phone" most often, then
 # "car", "bus", "boat" or "suitcase" (the label counts of its detections on this video). Merging those
-# names is what [track.aliases] is for; the scores are low too (0.1-0.85), hence the lower thresholds.
-CAR_TRACKING = {"labels": ("car",), "aliases": {"car": ["car", "cell phone", "bus", "truck", "boat", "suitcase"]},
-                "high_score": 0.25, "new_score": 0.3}
+# names is what [[track.aliases]] is for; the scores are low too (0.1-0.85), hence the lower thresholds.
+CAR_TRACKING = {"labels": ("car",), "high_score": 0.25, "new_score": 0.3,
+                "aliases": [{"label": "car", "merge": ["car", "cell phone", "bus", "truck", "boat", "suitcase"]}]}
 NEAR_HALF = {"name": "near", "points": [[0, 0.5], [1, 0.5], [1, 1], [0, 1]], "anchor": "center"}
 # Cars whose centre is in the lower half, read off the frames at least 3 frames from any change.
 NEAR_COUNTS = {40: 0, 77: 1, 95: 0, 150: 0, 203: 1, 210: 2, 220: 1, 260: 0, 300: 0, 340: 1, 365: 0}

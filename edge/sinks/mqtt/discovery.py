@@ -14,11 +14,12 @@ import os
 import re
 import time
 from dataclasses import dataclass
+from typing import ClassVar
 from importlib import metadata
 from pathlib import Path
 
-from edge.errors import EdgeError
-from edge.fields import InvalidSetting, check_fields, setting
+from edge.errors import EdgeError, InvalidSetting
+from edge.fields import check_fields, setting
 from edge.sinks.mqtt.events import SNAPSHOT_LEAF
 from edge.sinks.mqtt.session import STATUS_ONLINE, Session
 from edge.sinks.mqtt.settings import PUBLISH_EVENTS, MqttSettings
@@ -40,9 +41,9 @@ POLL_S = 0.05
 class HomeAssistantSettings:
     """Whether and where to announce this device to Home Assistant."""
 
-    TABLE = "homeassistant"
-    FLAG_PREFIX = "ha-"
-    TITLE = "Home Assistant discovery"
+    TABLE: ClassVar[str] = "homeassistant"
+    FLAG_PREFIX: ClassVar[str] = "ha-"
+    TITLE: ClassVar[str] = "Home Assistant discovery (needs --mqtt)"
 
     discovery: bool = setting(False, flag="ha-discovery",
                               help="announce this device, its counts, occupancy, snapshot and diagnostics to Home "
@@ -141,7 +142,7 @@ def entities_for(mqtt: MqttSettings, tracker: ObjectTracker | None, event_snapsh
     if mqtt.publish_mode.kind == PUBLISH_EVENTS:
         snapshot = SNAPSHOT_LEAF if event_snapshots else None
     else:
-        snapshot = "snapshot" if mqtt.snapshot_classes else None
+        snapshot = "snapshot" if mqtt.snapshot else None
     if tracker is None:
         return Entities(snapshot_topic=snapshot)
     return Entities(tracker.count_topics, tuple(zone.name for zone in tracker.regions.zones), snapshot)

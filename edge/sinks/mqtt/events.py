@@ -7,6 +7,7 @@ without a broker.
 from __future__ import annotations
 
 import json
+from typing import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -14,6 +15,7 @@ import numpy as np
 from edge.detect.annotate import draw_detections
 from edge.detect.detections import BOX_DECIMALS, SCORE_DECIMALS, Detections
 from edge.sinks.mqtt.payloads import JPEG_QUALITY, NORM_DECIMALS, PAYLOAD_VERSION, TIME_DECIMALS
+from edge.sinks.mqtt.settings import MqttSettings
 from edge.track.events import ObjectEvent, ObjectState, Snapshot
 
 EVENTS_LEAF = "events"
@@ -68,3 +70,17 @@ def snapshot_jpeg(snapshot: Snapshot) -> bytes | None:
     canvas = draw_detections(snapshot.image, box, (snapshot.label,))
     ok, encoded = cv2.imencode(".jpg", canvas, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
     return encoded.tobytes() if ok else None
+
+
+def event_rows(topic: str, settings: MqttSettings, first_seq: int, events: Sequence[ObjectEvent],
+               publish_snapshot: Callable[[bytes], None]) -> list[tuple[str, bytes]]:
+    """The spool rows of ``events`` numbered from ``first_seq``; each event's snapshot goes to
+    ``publish_snapshot`` first (straight, not spooled: big, and only the latest matters)."""
+    rows = []
+    for seq, event in enumerate(events, start=first_seq):
+        if event.snapshot is not None:
+            jpeg = snapshot_jpeg(event.snapshot)
+            if jpeg is not None:
+                publish_snapshot(jpeg)
+        rows.append((topic, event_payload(seq=seq, device=settings.device_id, model=settings.model, event=event)))
+    return rows

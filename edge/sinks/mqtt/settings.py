@@ -37,7 +37,7 @@ STATE_ENV = "STATE_DIRECTORY"  # systemd StateDirectory=
 DEFAULT_STATE_DIR = Path("~/.local/state/edge-yolo")
 PUBLISH_EVERY, PUBLISH_CHANGE, PUBLISH_INTERVAL = "every", "change", "interval"
 PUBLISH_EVENTS = "events"  # tracked objects' new / update / end events instead of frames (edge.track)
-PUBLISH_FORMS = "every, change, interval:SECONDS (e.g. interval:5) or events"
+PUBLISH_FORMS = "every, change or interval:SECONDS (e.g. interval:5)"
 TOPIC_WILDCARDS = ("+", "#")
 PASSWORD_SOURCES = (f"[mqtt] password in the --config file, --mqtt-password-file, ${PASSWORD_ENV} "
                     f"or $CREDENTIALS_DIRECTORY/{CREDENTIAL_NAME}")
@@ -95,7 +95,8 @@ class MqttSettings:
     device_id: str = setting(default_factory=socket.gethostname, flag="device-id", metavar="ID",
                              help="this device's topic level", default_text="the host name", example="camera1")
     publish: str = setting(PUBLISH_EVERY, flag="publish", metavar="MODE", parse=publish_mode_text,
-                           help=f"when to publish detections: {PUBLISH_FORMS}; 'change' when the count per label changes")
+                           help=f"when to publish detections: {PUBLISH_FORMS}; 'change' when the count per label changes; "
+                                f"'{PUBLISH_EVENTS}': tracked objects' events instead of frames")
     snapshot: tuple[str | int, ...] = setting((), flag="snapshot", metavar="CLASS", example=("person",),
                                               help=f"publish an annotated JPEG (at most one per {SNAPSHOT_MIN_INTERVAL_S:g} s) "
                                                    "when one of these class ids or names is seen")

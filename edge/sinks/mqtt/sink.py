@@ -275,7 +275,9 @@ class MqttSink:
                     self._send_snapshot(item)
                 if item.events:
                     last_seq = item.seq + len(item.events) - 1
-                    rows += self._event_rows(item)
+                    rows += event_payloads.event_rows(self._topic_events, self.settings, item.seq, item.events,
+                                                      self._states.snapshot)
+                    self.counters["events"] += len(item.events)
                 elif item.seq is not None:
                     last_seq = item.seq
                     rows.append((self._topic_detections, detections_payload(
@@ -299,19 +301,6 @@ class MqttSink:
                     self._dropping_spool = False
                     log.info("MQTT spool below its bound again after dropping %d messages", self._spool.dropped)
             self._persisted += len(batch)
-
-    def _event_rows(self, item: _Item) -> list[tuple[str, bytes]]:
-        """The spool rows of an item's events; each event's snapshot goes out first, straight (not spooled)."""
-        rows = []
-        for seq, event in enumerate(item.events, start=item.seq):
-            if event.snapshot is not None:
-                jpeg = event_payloads.snapshot_jpeg(event.snapshot)
-                if jpeg is not None:
-                    self._states.snapshot(jpeg)
-            rows.append((self._topic_events, event_payloads.event_payload(
-                seq=seq, device=self.settings.device_id, model=self.settings.model, event=event)))
-        self.counters["events"] += len(rows)
-        return rows
 
     def _send_snapshot(self, item: _Item) -> None:
         if not self._session.connected:

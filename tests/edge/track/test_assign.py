@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 import pytest
 
 from edge.track.assign import greedy_match, iou_matrix, paired_iou
+from tests.edge.edge_testing import optimal_total
 
 
 def iou_reference(a, b) -> float:
@@ -27,15 +26,6 @@ def sequential_greedy(similarity: np.ndarray, threshold: float) -> set[tuple[int
         if value >= threshold and r not in rows and c not in cols:
             rows.add(r), cols.add(c), taken.add((r, c))
     return taken
-
-
-def optimal_total(similarity: np.ndarray, threshold: float) -> float:
-    """The best total similarity of any one-to-one assignment of pairs above the threshold (brute force)."""
-    m, n = similarity.shape
-    best = 0.0
-    for cols in itertools.permutations(range(max(n, m)), m):
-        best = max(best, sum(similarity[r, c] for r, c in enumerate(cols) if c < n and similarity[r, c] >= threshold))
-    return best
 
 
 def random_boxes(rng, n) -> np.ndarray:

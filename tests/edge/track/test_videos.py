@@ -10,7 +10,8 @@ import pytest
 
 from edge.sources.base import Frame
 from edge.track import EVENT_NEW, EventSettings, ObjectTracker, TrackSettings
-from tests.edge.edge_testing import frame_budget
+from edge.track.assign import greedy_match
+from tests.edge.edge_testing import frame_budget, optimal_total
 from tests.edge.videos import (CAR_FPS, CAR_TRACKING, CAR_VIDEO, CAR_VIDEO_FRAMES, CARS, NEAR_COUNTS, NEAR_HALF, PEOPLE,
                                PEOPLE_VIDEO, PEOPLE_VIDEO_FRAMES, TABLE)
 
@@ -20,6 +21,7 @@ CAR_FRAMES = frame_budget(CAR_VIDEO_FRAMES, 100)
 NAMES_FROM = "yolov5n_320_int8.tflite"
 PARKED_FRAME = 85  # the white hatchback in the middle of the lot
 PARKED_S = 20.0
+BRUTE_FORCE_MAX = 7  # tracks or detections: 7! permutations at most
 
 
 @pytest.fixture(scope="module")
@@ -117,3 +119,25 @@ def test_a_parked_car_is_stationary_and_quiet_while_it_stands(replay, names):
     assert moving_at[0] > PARKED_FRAME + held
     assert not [i for i, _ in events if stopped_at[0] < i < moving_at[0]]  # quiet while parked
     assert set(all_cars[PARKED_FRAME:PARKED_FRAME + held]) == {1}
+
+
+def test_greedy_assignment_is_optimal_on_both_videos(replay, names, monkeypatch):
+    """Why there is no Hungarian algorithm: on every association problem of both videos the greedy
+    assignment finds the optimum (checked by brute force)."""
+    from edge.track import tracker as tracker_module
+
+    problems, worse = [], []
+
+    def checked(similarity, threshold):
+        rows, cols = greedy_match(similarity, threshold)
+        if similarity.size and max(similarity.shape) <= BRUTE_FORCE_MAX:
+            problems.append(similarity.shape)
+            if similarity[rows, cols].sum() < optimal_total(similarity, threshold) - 1e-9:
+                worse.append(similarity.round(2).tolist())
+        return rows, cols
+
+    monkeypatch.setattr(tracker_module, "greedy_match", checked)
+    track_video(replay, PEOPLE_VIDEO, PEOPLE_FRAMES, TrackSettings(zones=[TABLE]), names)
+    track_video(replay, CAR_VIDEO, CAR_FRAMES, TrackSettings(zones=[NEAR_HALF], **CAR_TRACKING), names)
+    print(f"{len(problems)} association problems, largest {max(problems)}, {len(worse)} where greedy is not optimal")
+    assert problems and not worse

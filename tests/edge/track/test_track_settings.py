@@ -32,14 +32,17 @@ def zone(**overrides) -> dict:
     ({"lines": [{"name": "gate", "points": [[0.5, 0.5], [0.5, 0.5]]}]}, "lines[0].points", "the two ends are the same point"),
     ({"zones": [zone(name="gate")], "lines": [{"name": "gate", "points": [[0, 0.5], [1, 0.5]]}]}, "zones", "used twice"),
     ({"low_score": 0.6}, "high_score", "low-score <= high-score <= new-score"),
-    ({"high_score": 1.5}, "high_score", "between 0 and 1"),
+    ({"high_score": 1.5}, "high_score", "must be between"),
     ({"min_hits": 0}, "min_hits", "at least 1"),
     ({"lost_s": 0}, "lost_s", "greater than 0"),
-    ({"stationary_lost_s": 1.0}, "stationary_lost_s", "at least lost-s"),
+    ({"stationary_lost_s": 1.0}, "stationary_lost_s", "at least lost-after"),
     ({"labels": []}, "labels", "at least one label"),
-    ({"aliases": {"car": []}}, "aliases.car", "non-empty list"),
-    ({"aliases": {"car": ["truck"], "vehicle": ["truck"]}}, "aliases.vehicle", "'truck' is merged into 'car' already"),
-    ({"aliases": {"car": ["truck"], "vehicle": ["car"]}}, "aliases.car", "'car' is itself merged into 'vehicle'"),
+    ({"aliases": [{"label": "car", "merge": []}]}, "aliases[0].merge", "needs at least one label"),
+    ({"aliases": [{"label": "car"}]}, "aliases[0].merge", "is required"),
+    ({"aliases": [{"label": "car", "merge": ["truck"]}, {"label": "vehicle", "merge": ["truck"]}]}, "aliases[1].merge",
+     "'truck' is merged into 'car' already"),
+    ({"aliases": [{"label": "car", "merge": ["truck"]}, {"label": "vehicle", "merge": ["car"]}]}, "aliases[0].label",
+     "'car' is itself merged into 'vehicle'"),
 ])
 def test_bad_track_settings_name_the_key(settings, field, message):
     with pytest.raises(InvalidSetting) as error:
@@ -50,8 +53,9 @@ def test_bad_track_settings_name_the_key(settings, field, message):
 
 @pytest.mark.parametrize("settings, field, message", [
     ({"labels": ["person", "unicorn"]}, "labels", "the model has no label 'unicorn'"),
-    ({"aliases": {"car": ["car", "hovercraft"]}, "labels": ["car"]}, "aliases.car", "no label 'hovercraft'"),
-    ({"labels": ["all"], "aliases": {"all": ["car"]}}, "labels", "'all' names the totals"),
+    ({"aliases": [{"label": "car", "merge": ["car", "hovercraft"]}], "labels": ["car"]}, "aliases[0].merge",
+     "no label 'hovercraft'"),
+    ({"labels": ["all"], "aliases": [{"label": "all", "merge": ["car"]}]}, "labels", "'all' names the totals"),
 ])
 def test_labels_are_checked_against_the_model(settings, field, message):
     with pytest.raises(InvalidSetting) as error:
@@ -60,7 +64,7 @@ def test_labels_are_checked_against_the_model(settings, field, message):
 
 
 def test_good_settings_are_kept_and_aliases_add_labels():
-    settings = TrackSettings(labels=("person", "vehicle"), aliases={"vehicle": ["car", "truck"]},
+    settings = TrackSettings(labels=("person", "vehicle"), aliases=[{"label": "vehicle", "merge": ["car", "truck"]}],
                              zones=[zone(labels=["vehicle"], anchor="center")],
                              lines=[LineSettings(name="gate", points=((0.0, 0.5), (1.0, 0.5)))])
     assert settings.zones[0] == ZoneSettings(name="door", points=tuple(map(tuple, TRIANGLE)), labels=("vehicle",), anchor="center")
