@@ -73,3 +73,21 @@ def replay(video_detections, data_dir):
         return zip(iter_frames(data_dir / "data" / "video" / name, len(dets)), dets)
 
     return pairs
+
+
+@pytest.fixture(scope="session")
+def names(model_dir) -> tuple[str, ...]:
+    """The int8 test model's class names."""
+    from edge.model.interpreter import Model
+
+    return Model(model_dir / TEST_MODEL_NAMES["int8"]).meta.names
+
+
+@pytest.fixture
+def broker(tmp_path):
+    """A private Mosquitto on a free loopback port, for the test's length."""
+    from tests.edge.mosquitto import Mosquitto
+
+    server = Mosquitto(tmp_path / "broker").start()
+    yield server
+    server.stop()

@@ -12,16 +12,22 @@ it and none parks: a white hatchback bottom to top (frames 55-105), a silver car
 (184-228) while a red one drives bottom to top (189-236), a white coupe top to bottom (316-347).
 """
 
+from tests.edge.edge_testing import frame_budget
+
 PEOPLE_VIDEO = "one-by-one-person-detection.mp4"
 PEOPLE_VIDEO_FRAMES = 1394
 PEOPLE_FPS = 10.0
 PEOPLE = ((60, 196), (228, 447), (503, 697), (745, 865), (922, 1197), (1235, 1358))  # (first, last) frame in view
+# The frames the tests read (one inference pass per video, shared through the `replay` fixture);
+# emulated, where a frame costs a second: up to the first person, the first car
+PEOPLE_TEST_FRAMES = frame_budget(PEOPLE_VIDEO_FRAMES, 70)
 TABLE = {"name": "table", "points": [[0.4, 0.5], [0.75, 0.5], [0.75, 1.0], [0.4, 1.0]]}
 
 CAR_VIDEO = "car-detection.mp4"
 CAR_VIDEO_FRAMES = 377
 CAR_FPS = 12.5
 CARS = 4
+CAR_TEST_FRAMES = frame_budget(CAR_VIDEO_FRAMES, 111)
 # Seen from above, yolov5n at 320 rarely says "car": it calls these cars "cell phone" most often, then
 # "car", "bus", "boat" or "suitcase" (the label counts of its detections on this video). Merging those
 # names is what [[track.aliases]] is for; the scores are low too (0.1-0.85), hence the lower thresholds.

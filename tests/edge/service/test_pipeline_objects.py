@@ -20,15 +20,15 @@ from edge.track import EVENT_END, EVENT_NEW, ObjectTracker, TrackSettings
 from tests.edge.conftest import VIDEO_CONF
 from tests.edge.edge_testing import frame_budget
 from tests.edge.mosquitto import Mosquitto, Subscriber, free_port
-from tests.edge.videos import CAR_TRACKING, CAR_VIDEO, NEAR_HALF
+from tests.edge.videos import PEOPLE_VIDEO, TABLE
 
-FRAMES = frame_budget(240, 90)  # two car passages; emulated: the first car
+FRAMES = frame_budget(240, 70)  # two people walk in; emulated: the first
 DELIVERY_TIMEOUT_S = 30.0
 
 
 def test_tracked_objects_reach_the_sinks_and_end_at_shutdown(model_dir, data_dir, tmp_path):
     detector = Detector(model_dir / "yolov5n_320_int8.tflite", DetectSettings(conf=VIDEO_CONF))
-    tracker = ObjectTracker(TrackSettings(zones=[NEAR_HALF], **CAR_TRACKING), detector.names)
+    tracker = ObjectTracker(TrackSettings(zones=[TABLE]), detector.names)
     broker = Mosquitto(tmp_path / "broker").start()
     subscriber = Subscriber(broker, "edge-yolo/cam1/#")
     lines = tmp_path / "frames.jsonl"
@@ -37,7 +37,7 @@ def test_tracked_objects_reach_the_sinks_and_end_at_shutdown(model_dir, data_dir
                                      reconnect_min_s=0.2, reconnect_max_s=1.0), detector.names)
         stats = PipelineStats()
         metrics = MetricsExporter(MetricsSettings(listen=str(free_port())), stats.counters, tracker, mqtt.snapshot_counters)
-        source = open_source(source=str(data_dir / "data" / "video" / CAR_VIDEO))
+        source = open_source(source=str(data_dir / "data" / "video" / PEOPLE_VIDEO))
         capture = Capture(source, Mailbox(stats.counters), stats.counters, CaptureSettings(max_frames=FRAMES))
         capture.open()
         with lines.open("w") as out:

@@ -50,7 +50,7 @@ def test_fast_motion_is_followed_thanks_to_the_velocity(monkeypatch, beta, one_t
     monkeypatch.setattr(tracker_module, "BETA", beta)
     tracker = Tracker(TrackSettings(min_hits=1))
     xs = np.concatenate([50 + 20 * np.arange(10), 230 + 32 * np.arange(1, 10)])
-    updates = run(tracker, [dets([box_at(x)]) for x in xs])
+    run(tracker, [dets([box_at(x)]) for x in xs])
     assert (tracker.created == 1) == one_track, tracker.created
 
 

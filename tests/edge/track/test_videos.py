@@ -6,29 +6,20 @@ tracker. Under QEMU only the start of each video is run.
 
 from __future__ import annotations
 
-import pytest
 
 from edge.sources.base import Frame
 from edge.track import EVENT_NEW, EventSettings, ObjectTracker, TrackSettings
 from edge.track.assign import greedy_match
-from tests.edge.edge_testing import frame_budget, optimal_total
-from tests.edge.videos import (CAR_FPS, CAR_TRACKING, CAR_VIDEO, CAR_VIDEO_FRAMES, CARS, NEAR_COUNTS, NEAR_HALF, PEOPLE,
-                               PEOPLE_VIDEO, PEOPLE_VIDEO_FRAMES, TABLE)
+from tests.edge.edge_testing import optimal_total
+from tests.edge.videos import (CAR_FPS, CAR_TEST_FRAMES, CAR_TRACKING, CAR_VIDEO, CAR_VIDEO_FRAMES, CARS, NEAR_COUNTS,
+                               NEAR_HALF, PEOPLE, PEOPLE_TEST_FRAMES, PEOPLE_VIDEO, PEOPLE_VIDEO_FRAMES, TABLE)
 
-PEOPLE_FRAMES = frame_budget(PEOPLE_VIDEO_FRAMES, 100)
+PEOPLE_FRAMES = PEOPLE_TEST_FRAMES
 MAX_ID_SWITCHES = 1  # measured: 0
-CAR_FRAMES = frame_budget(CAR_VIDEO_FRAMES, 100)
-NAMES_FROM = "yolov5n_320_int8.tflite"
+CAR_FRAMES = CAR_TEST_FRAMES
 PARKED_FRAME = 85  # the white hatchback in the middle of the lot
 PARKED_S = 20.0
 BRUTE_FORCE_MAX = 7  # tracks or detections: 7! permutations at most
-
-
-@pytest.fixture(scope="module")
-def names(model_dir):
-    from edge.model.interpreter import Model
-
-    return Model(model_dir / NAMES_FROM).meta.names
 
 
 def track_video(replay, video: str, frames: int, settings: TrackSettings, names, events=EventSettings()):
@@ -99,7 +90,7 @@ def test_zone_counts_follow_the_cars(replay, names):
 def test_a_parked_car_is_stationary_and_quiet_while_it_stands(replay, names):
     """car-detection.mp4 has no parked car: this one stops for 20 s by holding a real frame (its real
     detections repeat). Detection jitter on a standing object is what the people test covers."""
-    pairs = list(replay(CAR_VIDEO, PARKED_FRAME + 26))
+    pairs = list(replay(CAR_VIDEO, CAR_FRAMES))[:PARKED_FRAME + 26]
     fps = CAR_FPS
     held = int(PARKED_S * fps)
     frames = pairs[:PARKED_FRAME + 1] + [pairs[PARKED_FRAME]] * held + pairs[PARKED_FRAME + 1:]

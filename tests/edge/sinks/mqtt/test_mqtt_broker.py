@@ -66,20 +66,6 @@ def real_frames(model_dir, data_dir) -> list[tuple[Frame, Detections]]:
     return pairs
 
 
-@pytest.fixture(scope="module")
-def names(model_dir) -> tuple[str, ...]:
-    from edge.model.interpreter import Model
-
-    return Model(model_dir / INT8_MODEL).meta.names
-
-
-@pytest.fixture
-def broker(tmp_path):
-    server = Mosquitto(tmp_path / "broker").start()
-    yield server
-    server.stop()
-
-
 def make_sink(broker: Mosquitto, state_dir: Path, names=("person", "bicycle", "car"), **overrides) -> MqttSink:
     settings = dict(url=broker.url, device_id=DEVICE, prefix=PREFIX, state_dir=str(state_dir), model="yolov5n_320_int8",
                     **FAST_RETRY)

@@ -22,10 +22,9 @@ import pytest
 from edge.detect.detections import Detections
 from edge.sinks.mqtt import STATUS_OFFLINE, MqttSettings, MqttSink
 from edge.track import EVENT_END, EVENT_NEW, ObjectTracker, TrackSettings
-from tests.edge.edge_testing import REPO_ROOT, frame_budget
+from tests.edge.edge_testing import REPO_ROOT
 from tests.edge.mosquitto import Mosquitto, Subscriber, read_retained
-from tests.edge.videos import (CAR_TRACKING, CAR_VIDEO, CAR_VIDEO_FRAMES, NEAR_HALF, PEOPLE_VIDEO, PEOPLE_VIDEO_FRAMES,
-                               TABLE)
+from tests.edge.videos import CAR_TEST_FRAMES, CAR_TRACKING, CAR_VIDEO, NEAR_HALF, PEOPLE_TEST_FRAMES, PEOPLE_VIDEO, TABLE
 
 SCHEMA = json.loads((REPO_ROOT / "edge" / "sinks" / "mqtt" / "schemas" / "mqtt.schema.json").read_text())
 PREFIX = "edge-yolo"
@@ -36,23 +35,9 @@ SHORT_KEEPALIVE_S = 1
 INT8_MODEL = "yolov5n_320_int8.tflite"
 VOLUME_RATIO = 5  # events mode sends at most a fifth of per-frame publishing (measured: 1/7.7 on the busy car video)
 SCENES = {  # video: (frames, tracking)
-    PEOPLE_VIDEO: (frame_budget(PEOPLE_VIDEO_FRAMES, 100), TrackSettings(zones=[TABLE])),
-    CAR_VIDEO: (frame_budget(CAR_VIDEO_FRAMES, 100), TrackSettings(zones=[NEAR_HALF], **CAR_TRACKING)),
+    PEOPLE_VIDEO: (PEOPLE_TEST_FRAMES, TrackSettings(zones=[TABLE])),
+    CAR_VIDEO: (CAR_TEST_FRAMES, TrackSettings(zones=[NEAR_HALF], **CAR_TRACKING)),
 }
-
-
-@pytest.fixture(scope="module")
-def names(model_dir) -> tuple[str, ...]:
-    from edge.model.interpreter import Model
-
-    return Model(model_dir / INT8_MODEL).meta.names
-
-
-@pytest.fixture
-def broker(tmp_path):
-    server = Mosquitto(tmp_path / "broker").start()
-    yield server
-    server.stop()
 
 
 def sink_for(broker: Mosquitto, state_dir: Path, names, device: str, publish: str) -> MqttSink:
