@@ -60,6 +60,7 @@ _METRICS = (
     ("frames_dropped_total", "counter", "Frames replaced by a newer one before inference took them."),
     ("frames_corrupt_total", "counter", "Frames that could not be decoded."),
     ("source_reconnects_total", "counter", "Times the source was reopened."),
+    ("sink_failures_total", "counter", "Frames a sink could not take (a full disk, say)."),
     ("source_up", "gauge", "1 while the source delivers frames."),
     ("fps", "gauge", "Frames per second over the last stats interval, in (read) and out (processed)."),
     ("stage_latency_ms", "gauge", "Median latency of each stage over the last stats interval, in milliseconds."),
@@ -70,6 +71,7 @@ _METRICS = (
     ("mqtt_spool_depth", "gauge", "MQTT messages on disk waiting for the broker's acknowledgement."),
     ("mqtt_acked_total", "counter", "Spooled MQTT messages the broker acknowledged."),
     ("mqtt_spool_dropped_total", "counter", "Oldest MQTT messages dropped at the spool's bound."),
+    ("mqtt_spool_on_disk", "gauge", "1 while the MQTT spool is on disk, 0 while it holds messages in memory (disk unusable)."),
     ("mqtt_queue_dropped_total", "counter", "Frames dropped because the MQTT publisher fell behind."),
     ("mqtt_reconnects_total", "counter", "Reconnections to the broker."),
     ("mqtt_events_total", "counter", "Object events spooled."),
@@ -98,6 +100,7 @@ def _values(counters: Counters, snapshot: Mapping[str, Any], tracker, mqtt) -> d
         "frames_read_total": [("", counters.read)], "frames_processed_total": [("", counters.processed)],
         "frames_dropped_total": [("", counters.dropped)], "frames_corrupt_total": [("", counters.corrupt)],
         "source_reconnects_total": [("", counters.reconnects)], "source_up": [("", counters.source_up)],
+        "sink_failures_total": [("", counters.sink_failures)],
     }
     if "fps_in" in snapshot:
         values["fps"] = [('{direction="in"}', snapshot["fps_in"]), ('{direction="out"}', snapshot["fps_out"])]
@@ -111,6 +114,8 @@ def _values(counters: Counters, snapshot: Mapping[str, Any], tracker, mqtt) -> d
         for name, key in _MQTT_KEYS.items():
             if key in mqtt:
                 values[name] = [("", mqtt[key])]
+        if "spool" in mqtt:
+            values["mqtt_spool_on_disk"] = [("", mqtt["spool"] == "disk")]
     return values
 
 

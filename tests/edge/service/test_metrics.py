@@ -34,11 +34,11 @@ def parse(text: str) -> dict[str, float]:
 
 
 def test_the_exposition_holds_the_loops_figures():
-    counters = Counters(read=120, processed=100, dropped=20, corrupt=1, reconnects=2, source_up=True)
+    counters = Counters(read=120, processed=100, dropped=20, corrupt=1, reconnects=2, sink_failures=4, source_up=True)
     snapshot = {"fps_in": 12.5, "fps_out": 10.0, "uptime_s": 60.0,
                 "latency_ms": {"preprocess_ms": 0.9, "invoke_ms": 11.2, "postprocess_ms": 0.3, "track_ms": 0.6}}
     mqtt = {"connected": True, "spool_depth": 3, "acked": 90, "spool_dropped": 0, "queue_dropped": 0, "reconnects": 1,
-            "events": 12}
+            "events": 12, "spool": "memory"}
     text = render(counters, snapshot, Objects(), mqtt)
     samples = parse(text)
     assert samples["edge_yolo_frames_read_total"] == 120 and samples["edge_yolo_frames_dropped_total"] == 20
@@ -48,6 +48,7 @@ def test_the_exposition_holds_the_loops_figures():
     assert samples['edge_yolo_stage_latency_ms{stage="track"}'] == 0.6
     assert samples["edge_yolo_tracks_active"] == 2 and samples["edge_yolo_tracks_total"] == 7
     assert samples["edge_yolo_mqtt_spool_depth"] == 3 and samples["edge_yolo_mqtt_events_total"] == 12
+    assert samples["edge_yolo_sink_failures_total"] == 4 and samples["edge_yolo_mqtt_spool_on_disk"] == 0
     assert "# TYPE edge_yolo_frames_read_total counter" in text and "# TYPE edge_yolo_fps gauge" in text
 
 
