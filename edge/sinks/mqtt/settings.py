@@ -37,7 +37,7 @@ STATE_ENV = "STATE_DIRECTORY"  # systemd StateDirectory=
 DEFAULT_STATE_DIR = Path("~/.local/state/edge-yolo")
 PUBLISH_EVERY, PUBLISH_CHANGE, PUBLISH_INTERVAL = "every", "change", "interval"
 PUBLISH_EVENTS = "events"  # tracked objects' new / update / end events instead of frames (edge.track)
-PUBLISH_FORMS = "every, change or interval:SECONDS (e.g. interval:5)"
+PUBLISH_FORMS = "every, change, events or interval:SECONDS (e.g. interval:5)"
 TOPIC_WILDCARDS = ("+", "#")
 PASSWORD_SOURCES = (f"[mqtt] password in the --config file, --mqtt-password-file, ${PASSWORD_ENV} "
                     f"or $CREDENTIALS_DIRECTORY/{CREDENTIAL_NAME}")

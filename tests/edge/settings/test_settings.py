@@ -55,7 +55,7 @@ BAD_CONFIGS = [
     ('camera = 0\ndevice = "gpu"\n',
      "key 'device': unknown device 'gpu'; use cpu, edgetpu, edgetpu:usb, edgetpu:usb:N, edgetpu:pci or edgetpu:pci:N"),
     ('camera = 0\n[mqtt]\nurl = "mqtt://b"\npublish = "xml"\n',
-     "key 'mqtt.publish': 'xml' is not a publish mode; use every, change or interval:SECONDS (e.g. interval:5)"),
+     "key 'mqtt.publish': 'xml' is not a publish mode; use every, change, events or interval:SECONDS (e.g. interval:5)"),
     ('camera = 0\nloop = "yes"\n', """key 'loop': expected true or false, received "yes\""""),
     ('camera = 0\nclasses = "person"\n', """key 'classes': expected an array, received "person"; write ["person"]"""),
     ('camera = 0\nclasses = []\n', "key 'classes': expected at least one value, received an empty array"),
