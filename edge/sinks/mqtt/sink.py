@@ -32,10 +32,11 @@ from typing import Any, Mapping, Sequence
 
 from edge.detect.detections import Detections
 from edge.sinks.mqtt import events as event_payloads
-from edge.sinks.mqtt.payloads import detections_payload, label_counts, snapshot_jpeg, stats_payload
+from edge.sinks.mqtt.payloads import detections_payload, snapshot_jpeg, stats_payload
+from edge.sinks.mqtt.policy import FramePolicy
 from edge.sinks.mqtt.pump import SpoolPump
 from edge.sinks.mqtt.session import Session, import_paho
-from edge.sinks.mqtt.settings import PUBLISH_CHANGE, PUBLISH_EVENTS, PUBLISH_INTERVAL, MqttSettings
+from edge.sinks.mqtt.settings import PUBLISH_EVENTS, MqttSettings
 from edge.sinks.mqtt.spool import open_spool
 from edge.sinks.mqtt.state_topics import StateTopics
 from edge.sources.base import Frame
@@ -77,7 +78,7 @@ class MqttSink:
         self.settings = settings
         self.names = tuple(names)
         self._mode = settings.publish_mode
-        self._snapshot_classes = settings.snapshot_classes(self.names)
+        self._policy = FramePolicy(self._mode, settings.snapshot_classes(self.names), settings.snapshot_interval_s)
         password = settings.resolve_password()
         self.state_dir = settings.resolve_state_dir()
         self._spool = open_spool(self.state_dir, settings.spool_max, settings.spool_memory_max)  # memory if the disk is unusable
@@ -100,9 +101,6 @@ class MqttSink:
         self._seq = self._spool.last_seq(settings.device_id)
         self._accepted = 0
         self._persisted = 0
-        self._last_counts: tuple | None = None
-        self._last_publish_t = float("-inf")
-        self._last_snapshot_t = float("-inf")
         # publisher thread only
         self._dropping_spool = False
         self._dropping_queue = False
@@ -125,23 +123,8 @@ class MqttSink:
             raise RuntimeError("MqttSink.write() after close()")
         if self._mode.kind == PUBLISH_EVENTS:
             return  # objects' events replace frames: see write_objects
-        now = time.monotonic()
-        publish = True
-        if self._mode.kind == PUBLISH_CHANGE:
-            counts = label_counts(dets)
-            publish = counts != self._last_counts
-            if publish:
-                self._last_counts = counts
-        elif self._mode.kind == PUBLISH_INTERVAL:
-            publish = now - self._last_publish_t >= self._mode.interval_s
-            if publish:
-                self._last_publish_t = now
-        snapshot = None
-        wanted = self._snapshot_classes
-        if wanted and now - self._last_snapshot_t >= self.settings.snapshot_interval_s and len(dets):
-            if not wanted.isdisjoint(dets.class_id.tolist()):
-                snapshot = frame.image
-                self._last_snapshot_t = now
+        publish, snap = self._policy.decide(dets, time.monotonic())
+        snapshot = frame.image if snap else None
         if not publish and snapshot is None:
             return
         seq = None
