@@ -18,7 +18,11 @@ from tests.convert.torch_detect import torch_detect
 
 IMGSZ = 320
 MIN_IOU = 0.85
-MAX_SCORE_GAP = 0.05
+# How far a TFLite score may stray from PyTorch's: fp32 is the same arithmetic, fp16 rounds weights,
+# int8 rounds every activation (a box's score moves by up to about 0.09 on these photos, 0.02-0.04 on
+# average); int8 accuracy as a whole is held by the mAP floor in test_eval.py.
+MAX_SCORE_GAP = {"fp32": 0.005, "fp16": 0.01, "int8": 0.10}
+MAX_MEAN_SCORE_GAP = {"fp32": 0.002, "fp16": 0.005, "int8": 0.05}
 
 
 @pytest.fixture(scope="module")
@@ -31,16 +35,18 @@ def models() -> Path:
 def test_tflite_agrees_with_pytorch(yolov5n, models, shared, photo, precision):
     frame = cv2.imread(str(shared / "data/photos" / photo))
     # PyTorch at a threshold lowered by the allowed gap: a box at .27 here may be .23 there
-    reference = torch_detect(yolov5n.model, frame, IMGSZ, conf=0.25 - MAX_SCORE_GAP)
+    gap = MAX_SCORE_GAP[precision]
+    reference = torch_detect(yolov5n.model, frame, IMGSZ, conf=0.25 - gap)
     detector = Detector(models / f"yolov5n_{IMGSZ}_{precision}.tflite", DetectSettings(conf=0.25, iou=0.45))
     dets, _ = detector.detect(frame)
     assert len(reference) >= 2
-    # every confident PyTorch detection has its twin: same label, IoU >= 0.85, score within 0.05
-    confident = reference[reference.score >= 0.25 + MAX_SCORE_GAP]
+    # every confident PyTorch detection has its twin: same label, IoU >= 0.85, score within the gap
+    confident = reference[reference.score >= 0.25 + gap]
     iou = iou_matrix(confident.xyxy, dets.xyxy) * (confident.class_id[:, None] == dets.class_id[None, :])
     best = iou.argmax(axis=1)
     assert (iou.max(axis=1) >= MIN_IOU).all(), iou.max(axis=1)
-    np.testing.assert_allclose(dets.score[best], confident.score, atol=MAX_SCORE_GAP)
+    np.testing.assert_allclose(dets.score[best], confident.score, atol=gap)
+    assert np.abs(dets.score[best] - confident.score).mean() <= MAX_MEAN_SCORE_GAP[precision]
     # and nothing appears that PyTorch did not see
     extra = dets
     twin = iou_matrix(extra.xyxy, reference.xyxy) * (extra.class_id[:, None] == reference.class_id[None, :])
