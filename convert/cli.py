@@ -8,6 +8,7 @@ import os
 import sys
 
 from convert.errors import ConvertError
+from convert.weights import resolve_weight_args
 
 # Each module defines `NAME`, `HELP`, `add_arguments(parser)` and `run(args) -> int`.
 COMMANDS = [
@@ -45,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(message)s", stream=sys.stderr)
     try:
+        resolve_weight_args(args)  # --weights/--teacher: a path, or a registry name fetched into the cache
         return handlers[args.command](args) or 0
     except ConvertError as exc:
         print(f"edge-convert: error: {exc}", file=sys.stderr)

@@ -14,7 +14,8 @@ HELP = "label-free distillation: the original model's outputs train its pruned c
 
 
 def add_arguments(p: argparse.ArgumentParser):
-    p.add_argument("--teacher", type=Path, required=True, help="the unpruned checkpoint")
+    p.add_argument("--teacher", type=Path, required=True,
+                   help="the unpruned checkpoint, or an official name such as yolov5s")
     p.add_argument("--student", type=Path, help="pruned checkpoint from `edge-convert prune` (not needed with --resume)")
     p.add_argument("--images", type=Path, default=None,
                    help="folder of photos like the camera's, no labels needed (default: the shared pool); "

@@ -20,7 +20,7 @@ HELP = ("structured pruning: remove C3 bottlenecks (--depth/--drop) and channels
 
 
 def add_arguments(p: argparse.ArgumentParser):
-    p.add_argument("--weights", type=Path, required=True, help="YOLOv5 .pt (ultralytics or edge-yolo), unfused")
+    p.add_argument("--weights", type=Path, required=True, help="YOLOv5 .pt (ultralytics or edge-yolo), unfused, or an official name such as yolov5s")
     add_prune_arguments(p)
     p.add_argument("--images", type=Path, nargs="+", default=None,
                    help="unlabelled photos like the camera's, for statistics and reconstruction (default: the "

@@ -34,7 +34,7 @@ HELP = ("prune, refit, distill and export lighter variants; measure them beside 
 
 
 def add_arguments(p: argparse.ArgumentParser):
-    p.add_argument("--weights", type=Path, required=True, help="the unpruned YOLOv5 .pt")
+    p.add_argument("--weights", type=Path, required=True, help="the unpruned YOLOv5 .pt, or an official name such as yolov5s")
     p.add_argument("--images", type=Path, default=None,
                    help="unlabelled photos like the camera's (default: the shared pool); every 8th is held out "
                         "for scoring, the rest train, refit and calibrate")
