@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 CHUNK = 1 << 16
 ATTEMPTS = 3  # a connection cut mid-file is resumed this many times before giving up
 TIMEOUT = 30.0  # seconds without data before a read is treated as a cut
-_FIX = "download it yourself and pass its path to --weights"
+_FIX = "download the file yourself and pass its path to --weights"
 
 
 class _Interrupted(Exception):

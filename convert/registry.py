@@ -12,6 +12,7 @@ from pathlib import Path
 from convert.errors import ConvertError
 
 REGISTRY = Path(__file__).resolve().parent.parent / "models" / "registry.tsv"
+SHOWN = "models/registry.tsv"  # how messages name the table
 COLUMNS = ("name", "tag", "url", "size", "sha256", "source")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
@@ -74,7 +75,7 @@ def lookup(spec: str, entries: list[Entry]) -> Entry | None:
     if tag:
         match = next((e for e in same if e.tag == tag), None)
         if match is None:
-            raise ConvertError(f"{name} has no release {tag} in {REGISTRY.name}: "
+            raise ConvertError(f"{name} has no release {tag} in {SHOWN}: "
                                f"known tags are {', '.join(e.tag for e in same)}")
         return match
     verified = [e for e in same if e.sha256]

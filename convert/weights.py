@@ -12,7 +12,7 @@ from pathlib import Path
 
 from convert.download import fetch, sha256_of
 from convert.errors import ConvertError
-from convert.registry import REGISTRY, Entry, known_names, load_registry, lookup
+from convert.registry import SHOWN, Entry, known_names, load_registry, lookup
 
 log = logging.getLogger(__name__)
 
@@ -44,14 +44,14 @@ def resolve_weights(arg: str | Path, entries: list[Entry] | None = None, cache: 
     if entry is None:
         if path.suffix and "@" not in text:
             return path
-        raise ConvertError(f"--weights {text}: no such file, and not a model in {REGISTRY.name}; "
+        raise ConvertError(f"--weights {text}: no such file, and not a model in {SHOWN}; "
                            f"known names: {', '.join(known_names(entries))} (NAME or NAME@TAG)")
     return cached_entry(entry, cache or cache_dir(), base_url or os.environ.get(URL_ENV))
 
 
 def cached_entry(entry: Entry, cache: Path, base_url: str | None = None) -> Path:
     if not entry.sha256:
-        raise ConvertError(f"{entry.key} has no verified checksum in {REGISTRY.name}, so it is not downloaded: "
+        raise ConvertError(f"{entry.key} has no verified checksum in {SHOWN}, so it is not downloaded: "
                            f"download {entry.url} yourself and pass its path to --weights")
     dest = cache / entry.tag / entry.filename
     if dest.is_file():
