@@ -37,6 +37,9 @@ class Entry:
 
 def load_registry(path: Path = REGISTRY) -> list[Entry]:
     """Parse the table; a malformed row is an error naming its line, never a silent skip."""
+    if not path.is_file():
+        raise ConvertError(f"the model registry {path} is missing (it ships with the source tree): "
+                           "pass --weights the path of a .pt file")
     entries, seen = [], set()
     lines = path.read_text(encoding="utf-8").splitlines()
     rows = [(i, line) for i, line in enumerate(lines, 1) if line.strip() and not line.startswith("#")]
