@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from convert.cli import main
-from convert.download import ATTEMPTS, sha256_of
+from convert.download import ATTEMPTS, _Progress, sha256_of
 from convert.errors import ConvertError
 from convert.registry import COLUMNS, REGISTRY, load_registry, lookup
 from convert.weights import CACHE_ENV, URL_ENV, resolve_weights
@@ -31,6 +31,7 @@ class Mirror:
         self.files = {k: v.read_bytes() for k, v in files.items()}
         self.requests: list[tuple[str, str | None]] = []  # (path, Range header)
         self.cut = 0  # the next this-many responses stop half way through their body
+        self.ranges = True  # False: answer every request with the whole file, as some servers do
         mirror = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -41,7 +42,7 @@ class Mirror:
                     self.send_error(404)
                     return
                 start = 0
-                wanted = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range") or "")
+                wanted = mirror.ranges and re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range") or "")
                 if wanted:
                     start = int(wanted.group(1))
                     if start >= len(body):
@@ -194,6 +195,28 @@ def test_a_download_cut_every_time_keeps_its_part_and_the_next_run_resumes(mirro
     got = resolve_weights("yolov5n@v6.1", cache=tmp_path, base_url=mirror.url)
     assert mirror.requests[-1] == ("/v6.1/yolov5n.pt", f"bytes={kept}-")
     assert sha256_of(got) == sha256_of(yolov5n_pt) and not partial.exists()
+
+
+def test_a_server_without_ranges_gets_the_whole_file_again(mirror, yolov5n_pt, tmp_path):
+    mirror.cut, mirror.ranges = 1, False
+    got = resolve_weights("yolov5n@v6.1", cache=tmp_path, base_url=mirror.url)
+    assert len(mirror.requests) == 2 and mirror.requests[1][1] is not None  # asked to resume, got a 200
+    assert sha256_of(got) == sha256_of(yolov5n_pt)
+
+
+def test_missing_file_on_the_server_is_one_line(mirror, tmp_path):
+    with pytest.raises(ConvertError) as exc:
+        resolve_weights("yolov5s@v7.0", cache=tmp_path, base_url=mirror.url)
+    assert "HTTP 404" in _one_line(exc) and not [p for p in tmp_path.rglob("*") if p.is_file()]
+
+
+def test_progress_off_a_terminal_is_at_most_one_line_per_ten_percent(capsys):
+    shown = _Progress("f.pt", 1000, 0)
+    for _ in range(1000):
+        shown.update(1)
+    shown.close()
+    lines = capsys.readouterr().err.splitlines()
+    assert 2 <= len(lines) <= 11 and lines[-1].startswith("f.pt: 100% of")
 
 
 def test_server_down_is_one_line(mirror, tmp_path):
