@@ -79,6 +79,9 @@ def _transfer(url: str, partial: Path, size: int | None, timeout: float, label: 
         raise ConvertError(f"could not reach {url} ({reason}): check the network, or {_FIX}") from None
     with response:
         if have and not _resumes(response, have):
+            if response.status == 206:  # some other range: start over rather than splice it in
+                partial.unlink()
+                raise _Interrupted("a range other than the one asked for")
             log.info("%s: the server does not resume; downloading from the start", label)
             have = 0
         length = response.headers.get("Content-Length")
