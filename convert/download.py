@@ -39,7 +39,7 @@ def sha256_of(path: Path) -> str:
 
 def fetch(url: str, dest: Path, size: int | None, sha256: str, label: str | None = None,
           attempts: int = ATTEMPTS, timeout: float = TIMEOUT) -> Path:
-    """Download `url` to `dest` unless a verified copy is already there; returns `dest`."""
+    """Download `url` to `dest` by way of `dest.partial` (resumed if present), checked against size and sha256."""
     label = label or dest.name
     dest.parent.mkdir(parents=True, exist_ok=True)
     partial = dest.with_name(dest.name + ".partial")
