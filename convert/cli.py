@@ -19,6 +19,7 @@ COMMANDS = [
     "convert.commands.slim",
     "convert.commands.eval",
     "convert.commands.report",
+    "convert.commands.explain",
 ]
 
 
