@@ -25,6 +25,7 @@ from edge.model.interpreter import read_model_file
 
 PERCENTILE = 99.99
 LOW_SQNR_DB = 20.0
+DROP_ROWS = 5
 INT8_MIN, INT8_MAX = -128, 127
 CONCAT_OP = "CONCATENATION"
 WRAPPER_OPS = ("QUANTIZE", "DEQUANTIZE")  # change only the representation, not the value
@@ -45,6 +46,8 @@ class TensorStats:
     zero_point: int | None
     concat: str = ""  # "in" / "out" / "in+out" when a Concatenation forces this tensor's scale
     head: int | None = None  # stride, for the model's outputs
+    inputs: list[str] = field(default_factory=list)  # the compared tensors its op reads
+    drop_db: float | None = None  # worst input's SQNR minus this one's: the error this op adds itself
     values: int = 0
     signal_power: float = 0.0
     error_power: float = 0.0
@@ -143,6 +146,10 @@ class Report:
     matched_through_wrapper: int
     unmatched: list[str]
 
+    def drops(self) -> list[TensorStats]:
+        """Tensors by the SQNR their own op loses, largest first."""
+        return sorted((t for t in self.tensors if t.drop_db is not None), key=lambda t: -t.drop_db)
+
     def below(self, db: float = LOW_SQNR_DB) -> list[TensorStats]:
         return [t for t in self.tensors if t.sqnr_db < db]
 
@@ -150,9 +157,11 @@ class Report:
         if not self.tensors:
             return "no tensors compared"
         worst = self.tensors[0]
+        adds = next(iter(self.drops()), None)
+        added = f"largest drop: {short_name(adds.name)} ({adds.op}) {adds.drop_db:.1f} dB; " if adds else ""
         heads = ", ".join(f"stride {h.head} {_db(h.sqnr_db)}" for h in self.heads)
         return (f"worst: {short_name(worst.name)} ({worst.op}) {_db(worst.sqnr_db)} dB; "
-                f"{len(self.below())} of {len(self.tensors)} tensors below {LOW_SQNR_DB:.0f} dB; "
+                f"{len(self.below())} of {len(self.tensors)} tensors below {LOW_SQNR_DB:.0f} dB; {added}"
                 f"heads: {heads} dB")
 
     def as_dict(self) -> dict:
@@ -342,9 +351,22 @@ def _concat_roles(graph: Graph) -> dict[int, str]:
 def _stats(graph: Graph, index: int, reference: str, concat: dict[int, str], head: int | None = None) -> TensorStats:
     detail = graph.details[index]
     quant = _quant(detail)
-    return TensorStats(name=detail["name"], reference=reference, op=graph.producer[index]["op_name"],
+    inputs = [graph.details[int(i)]["name"] for i in graph.producer[index]["inputs"] if int(i) in graph.producer]
+    return TensorStats(inputs=inputs, name=detail["name"], reference=reference, op=graph.producer[index]["op_name"],
                        shape=[int(d) for d in detail["shape"]], scale=quant[0] if quant else None,
                        zero_point=quant[1] if quant else None, concat=concat.get(index, ""), head=head)
+
+
+def _set_drops(stats: list[TensorStats]) -> None:
+    """SQNR lost at each tensor beyond what its inputs already carried (None when no input was compared).
+
+    SQNR alone grows worse with depth; the drop singles out the ops that add the error.
+    """
+    by_name = {t.name: t for t in stats}
+    for t in stats:
+        inputs = [by_name[n].sqnr_db for n in t.inputs if n in by_name]
+        if inputs and math.isfinite(min(inputs)) and math.isfinite(t.sqnr_db):
+            t.drop_db = min(inputs) - t.sqnr_db
 
 
 def explain(int8_path: Path, fp32_path: Path, images: list[np.ndarray], require_int8: bool = True) -> Report:
@@ -362,19 +384,20 @@ def explain(int8_path: Path, fp32_path: Path, images: list[np.ndarray], require_
         for index, twin, stats in pairs:
             approx = quant.value(index)
             stats.add(ref.value(twin), approx, approx.size * len(images))
+    _set_drops([s for _, _, s in pairs])
     heads = sorted((s for _, _, s in pairs if s.head is not None), key=lambda s: s.head)
     tensors = sorted((s for _, _, s in pairs if s.head is None), key=lambda s: (s.sqnr_db, s.name))
     return Report(int8=str(int8_path), fp32=str(fp32_path), images=len(images), tensors=tensors, heads=heads,
                   **matching)
 
 
-TABLE_COLUMNS = ("SQNR dB", "rel err", "err/step", "clip %", "scale", "min", "max", "p99.99|x|", "max/p", "op",
+TABLE_COLUMNS = ("SQNR dB", "drop dB", "rel err", "err/step", "clip %", "scale", "min", "max", "p99.99|x|", "max/p", "op",
                  "concat", "tensor")
 
 
 def _row(t: TensorStats) -> list[str]:
     steps = t.error_steps
-    return [_db(t.sqnr_db), f"{t.relative_error:.3f}", "-" if steps is None else f"{steps:.2f}",
+    return [_db(t.sqnr_db), "-" if t.drop_db is None else f"{round(t.drop_db, 1) + 0.0:.1f}", f"{t.relative_error:.3f}", "-" if steps is None else f"{steps:.2f}",
             f"{100 * t.clipped_fraction:.2f}", "-" if t.scale is None else f"{t.scale:.4g}",
             f"{t.min:.3g}", f"{t.max:.3g}", f"{t.percentile_abs:.3g}", f"{t.outlier_ratio:.2f}", t.op,
             t.concat or "-", short_name(t.name) if t.head is None else f"stride {t.head} ({t.name})"]
@@ -383,7 +406,7 @@ def _row(t: TensorStats) -> list[str]:
 def format_table(rows: list[TensorStats]) -> str:
     cells = [list(TABLE_COLUMNS)] + [_row(t) for t in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(TABLE_COLUMNS))]
-    lines = ["  ".join(c.rjust(w) if i < 9 else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
+    lines = ["  ".join(c.rjust(w) if i < 10 else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
              for r in cells]
     return "\n".join(lines)
 
@@ -401,8 +424,12 @@ def format_report(report: Report, top: int = 15) -> str:
         format_table(report.heads),
         "",
         f"Worst {min(top, len(report.tensors))} of {len(report.tensors)} tensors by SQNR "
-        f"(concat: in/out = scale forced by a Concatenation; max/p = max|x| over the {PERCENTILE}th percentile):",
+        f"(drop = SQNR lost at this op beyond its worst input; concat: in/out = scale forced by a "
+        f"Concatenation; max/p = max|x| over the {PERCENTILE}th percentile):",
         format_table(report.tensors[:top]),
+        "",
+        f"Largest {min(DROP_ROWS, len(report.drops()))} drops (where the error is added rather than carried in):",
+        format_table(report.drops()[:DROP_ROWS]),
         "",
         report.summary(),
     ])

@@ -6,6 +6,8 @@ import sys
 from pathlib import Path
 
 from convert.calibration import DEFAULT_CALIB_IMAGES
+from convert.commands.explain import DEFAULT_COUNT, report_for
+from convert.explain import format_report
 from convert.export import export_all
 from convert.paths import default_calib_dirs
 from convert.tflite_export import QuantSettings
@@ -26,6 +28,8 @@ def add_arguments(p: argparse.ArgumentParser):
     p.add_argument("--per-tensor", action="store_true", help="per-tensor instead of per-channel weights")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--keep-work", action="store_true", help="keep onnx2tf's intermediate files")
+    p.add_argument("--explain", action="store_true",
+                   help=f"then print `edge-convert explain` of the int8 model on {DEFAULT_COUNT} of the calibration images")
 
 
 def run(args) -> int:
@@ -35,4 +39,7 @@ def run(args) -> int:
     for precision, path in result.models.items():
         print(f"{precision:5s} {path}  {path.stat().st_size / 1e6:.2f} MB", file=sys.stdout)
     print(f"onnx  {result.onnx}", file=sys.stdout)
+    if args.explain:
+        report = report_for(result.models["int8"], result.models["fp32"], calib, DEFAULT_COUNT)
+        print(f"\n{format_report(report)}", file=sys.stdout)
     return 0

@@ -79,6 +79,15 @@ def test_int8_error_is_finite_and_sorted(report):
     assert f"{len(report.below())} of {len(report.tensors)} tensors below" in report.summary()
 
 
+def test_drop_is_the_error_an_op_adds(report):
+    # a TRANSPOSE moves int8 bytes: its error is its input's, so no drop; a mismatched pair would show one
+    transposes = [t for t in report.tensors if t.op == "TRANSPOSE"]
+    assert transposes and all(t.drop_db == pytest.approx(0.0, abs=1e-6) for t in transposes)
+    convs = [t for t in report.tensors if t.op == "CONV_2D" and t.drop_db is not None]
+    assert len(convs) > 50 and max(t.drop_db for t in convs) > 0
+    assert report.drops()[0].drop_db == max(t.drop_db for t in report.tensors if t.drop_db is not None)
+
+
 def test_concat_inputs_share_the_output_scale(report, int8):
     graph = Graph(int8, "int8")
     outputs = {t.name: t for t in report.tensors if "out" in t.concat}
@@ -118,7 +127,7 @@ def test_cli_table_and_json(int8, fp32, pool, capsys):
     args = ["explain", "--int8", str(int8), "--fp32", str(fp32), "--images", str(pool), "--count", "2"]
     assert main(args + ["--top", "5"]) == 0
     text = capsys.readouterr().out
-    assert "Output heads:" in text and "stride 32" in text and "Worst 5 of" in text
+    assert "Output heads:" in text and "stride 32" in text and "Worst 5 of" in text and "Largest 5 drops" in text
     assert text.strip().splitlines()[-1].startswith("worst: ")
     assert main(args + ["--json"]) == 0
     data = json.loads(capsys.readouterr().out)
