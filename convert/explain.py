@@ -392,21 +392,24 @@ def explain(int8_path: Path, fp32_path: Path, images: list[np.ndarray], require_
 
 
 TABLE_COLUMNS = ("SQNR dB", "drop dB", "rel err", "err/step", "clip %", "scale", "min", "max", "p99.99|x|", "max/p", "op",
-                 "concat", "tensor")
+                 "concat", "shape", "tensor")
 
 
 def _row(t: TensorStats) -> list[str]:
     steps = t.error_steps
-    return [_db(t.sqnr_db), "-" if t.drop_db is None else f"{round(t.drop_db, 1) + 0.0:.1f}", f"{t.relative_error:.3f}", "-" if steps is None else f"{steps:.2f}",
+    drop = "-" if t.drop_db is None else f"{round(t.drop_db, 1) + 0.0:.1f}"  # no "-0.0"
+    name = short_name(t.name) if t.head is None else f"stride {t.head} ({t.name})"
+    return [_db(t.sqnr_db), drop, f"{t.relative_error:.3f}", "-" if steps is None else f"{steps:.2f}",
             f"{100 * t.clipped_fraction:.2f}", "-" if t.scale is None else f"{t.scale:.4g}",
             f"{t.min:.3g}", f"{t.max:.3g}", f"{t.percentile_abs:.3g}", f"{t.outlier_ratio:.2f}", t.op,
-            t.concat or "-", short_name(t.name) if t.head is None else f"stride {t.head} ({t.name})"]
+            t.concat or "-", "x".join(map(str, t.shape[1:])), name]
 
 
 def format_table(rows: list[TensorStats]) -> str:
     cells = [list(TABLE_COLUMNS)] + [_row(t) for t in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(TABLE_COLUMNS))]
-    lines = ["  ".join(c.rjust(w) if i < 10 else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
+    numeric = TABLE_COLUMNS.index("op")  # numbers right-aligned, words left
+    lines = ["  ".join(c.rjust(w) if i < numeric else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
              for r in cells]
     return "\n".join(lines)
 
