@@ -79,6 +79,18 @@ class TensorStats:
         return math.sqrt(self.error_power / self.values) / self.scale
 
     @property
+    def step_ratio(self) -> float | None:
+        """The int8 step over the step this tensor's own range on these images would need.
+
+        Above 1 when calibration saw a wider range than these images, or when a Concatenation forces
+        the union of its inputs' ranges onto each of them.
+        """
+        own = (max(self.max, 0.0) - min(self.min, 0.0)) / (INT8_MAX - INT8_MIN)  # int8 ranges hold 0
+        if not self.scale or not own or not self.values:
+            return None
+        return self.scale / own
+
+    @property
     def clipped_fraction(self) -> float:
         return self.clipped / self.values if self.values else 0.0
 
@@ -128,7 +140,7 @@ class TensorStats:
         for key in ("min", "max"):
             out[key] = out[key] if math.isfinite(out[key]) else None
         out.update(sqnr_db=_json_float(self.sqnr_db), relative_error=_json_float(self.relative_error),
-                   error_steps=self.error_steps, clipped_fraction=self.clipped_fraction,
+                   error_steps=self.error_steps, step_ratio=self.step_ratio, clipped_fraction=self.clipped_fraction,
                    percentile_abs=self.percentile_abs, percentile=PERCENTILE,
                    outlier_ratio=_json_float(self.outlier_ratio))
         del out["signal_power"], out["error_power"], out["abs_error_sum"], out["abs_signal_sum"]
@@ -391,7 +403,7 @@ def explain(int8_path: Path, fp32_path: Path, images: list[np.ndarray], require_
                   **matching)
 
 
-TABLE_COLUMNS = ("SQNR dB", "drop dB", "rel err", "err/step", "clip %", "scale", "min", "max", "p99.99|x|", "max/p", "op",
+TABLE_COLUMNS = ("SQNR dB", "drop dB", "rel err", "err/step", "clip %", "scale", "step/own", "min", "max", "p99.99|x|", "max/p", "op",
                  "concat", "shape", "tensor")
 
 
@@ -401,6 +413,7 @@ def _row(t: TensorStats) -> list[str]:
     name = short_name(t.name) if t.head is None else f"stride {t.head} ({t.name})"
     return [_db(t.sqnr_db), drop, f"{t.relative_error:.3f}", "-" if steps is None else f"{steps:.2f}",
             f"{100 * t.clipped_fraction:.2f}", "-" if t.scale is None else f"{t.scale:.4g}",
+            "-" if t.step_ratio is None else f"{t.step_ratio:.2f}",
             f"{t.min:.3g}", f"{t.max:.3g}", f"{t.percentile_abs:.3g}", f"{t.outlier_ratio:.2f}", t.op,
             t.concat or "-", "x".join(map(str, t.shape[1:])), name]
 
@@ -428,7 +441,8 @@ def format_report(report: Report, top: int = 15) -> str:
         "",
         f"Worst {min(top, len(report.tensors))} of {len(report.tensors)} tensors by SQNR "
         f"(drop = SQNR lost at this op beyond its worst input; concat: in/out = scale forced by a "
-        f"Concatenation; max/p = max|x| over the {PERCENTILE}th percentile):",
+        f"Concatenation; max/p = max|x| over the {PERCENTILE}th percentile; step/own = the int8 step over the one the tensor's range "
+        f"on these images needs):",
         format_table(report.tensors[:top]),
         "",
         f"Largest {min(DROP_ROWS, len(report.drops()))} drops (where the error is added rather than carried in):",

@@ -73,6 +73,7 @@ def test_int8_error_is_finite_and_sorted(report):
         assert 0.0 <= t.clipped_fraction <= 1.0
         assert t.min <= t.max and 0 < t.percentile_abs <= max(abs(t.min), abs(t.max))
         assert t.outlier_ratio >= 1.0
+        assert t.step_ratio > 0.5  # much finer steps than the range needs would mean values beyond it
     # sigmoid heads: [0, 1] on a 1/256 step, nothing clipped
     assert all(h.scale == pytest.approx(1 / 256) and h.clipped == 0 for h in report.heads)
     assert report.summary().startswith("worst: ")
@@ -95,6 +96,18 @@ def test_concat_inputs_share_the_output_scale(report, int8):
     assert outputs and inputs
     concat_scales = {t.scale for t in outputs.values()}
     assert all(t.scale in concat_scales for t in inputs)
+    # each input gets the output's step, sized for the union of all branches: never finer than its own
+    # range needs relative to the output, and much coarser for the narrowest branch
+    by_name = {t.name: t for t in report.tensors}
+    excess = []
+    for op in graph.ops:
+        if op["op_name"] == "CONCATENATION":
+            out = by_name[graph.details[int(op["outputs"][0])]["name"]]
+            for i in op["inputs"]:
+                branch = by_name[graph.details[int(i)]["name"]]
+                assert branch.step_ratio >= out.step_ratio * (1 - 1e-6), (branch.name, out.name)
+                excess.append(branch.step_ratio / out.step_ratio)
+    assert max(excess) > 1.5
     for op in graph.ops:  # every quantized Concatenation's output is marked
         if op["op_name"] == "CONCATENATION":
             assert graph.details[int(op["outputs"][0])]["name"] in outputs
@@ -105,7 +118,7 @@ def test_fp32_against_itself_has_no_error(fp32, images):
     assert len(same.heads) == len(STRIDES) and len(same.tensors) > 100
     for t in same.tensors + same.heads:
         assert t.error_power == 0.0 and t.sqnr_db == math.inf and t.relative_error == 0.0
-        assert t.scale is None and t.clipped == 0
+        assert t.scale is None and t.clipped == 0 and t.step_ratio is None
     assert all(h.signal_power > 0 for h in same.heads)  # infinite because the error is zero, not the signal
     assert "0 of" in same.summary()
 
