@@ -1,8 +1,8 @@
-"""The YOLOv5 (v6+) network, built from a model description.
+"""The YOLOv5 network (every layer of the official model descriptions, v5.0 to v7.0), built from a yaml.
 
 Module and parameter names follow the published checkpoint layout (`model.<i>.cv1.conv.weight`, ...)
-so that released weights load with a plain `load_state_dict`. The network can also be built with
-explicit per-layer shapes, which is how pruned models (fewer channels than the yaml says) come back.
+so that released weights load with a plain `load_state_dict`. The network can also be re-shaped to
+given tensors (`convert.fit_tensors`), which is how pruned and fused models come back.
 """
 from __future__ import annotations
 
@@ -14,9 +14,16 @@ import torch
 from torch import nn
 
 from convert.errors import ConvertError
+from convert.layers.conv import BN_EPS, BN_MOMENTUM, Conv, DWConv, DWConvTranspose2d
+from convert.layers.csp import C3, C3SPP, C3TR, BottleneckCSP, Bottleneck, C3Ghost, C3x, CrossConv
+from convert.layers.detect import Detect
+from convert.layers.ghost import GhostBottleneck, GhostConv
+from convert.layers.pooling import SPP, SPPF
+from convert.layers.reshape import Concat, Contract, Expand, Focus
 
-BN_EPS = 1e-3
-BN_MOMENTUM = 0.03
+__all__ = ["BN_EPS", "BN_MOMENTUM", "Bottleneck", "C3", "Concat", "Conv", "Detect", "SPPF", "YOLOv5",
+           "build_model", "fuse_conv_bn", "make_divisible", "yolov5_yaml", "LAYERS"]
+
 CHANNEL_DIVISOR = 8
 
 # The public YOLOv5 v6 layout: (from, repeats, module, args). Sizes n/s/m/l/x differ only in the
@@ -67,94 +74,6 @@ def yolov5_yaml(size: str = "n", nc: int = 80, anchors=None) -> dict:
         "backbone": copy.deepcopy(_BACKBONE),
         "head": copy.deepcopy(_HEAD),
     }
-
-
-class Conv(nn.Module):
-    """Convolution, batch norm, SiLU: the unit every YOLOv5 block is made of."""
-
-    def __init__(self, c1: int, c2: int, k: int = 1, s: int = 1, p: int | None = None):
-        super().__init__()
-        self.conv = nn.Conv2d(c1, c2, k, s, k // 2 if p is None else p, bias=False)
-        self.bn = nn.BatchNorm2d(c2, eps=BN_EPS, momentum=BN_MOMENTUM)
-        self.act = nn.SiLU()
-
-    def forward(self, x):
-        return self.act(self.bn(self.conv(x)))
-
-
-class Bottleneck(nn.Module):
-    """1x1 then 3x3 conv, with a residual add when the block keeps its width."""
-
-    def __init__(self, c1: int, c2: int, shortcut: bool = True):
-        super().__init__()
-        self.cv1 = Conv(c1, c2, 1)
-        self.cv2 = Conv(c2, c2, 3)
-        self.add = shortcut and c1 == c2
-
-    def forward(self, x):
-        y = self.cv2(self.cv1(x))
-        return x + y if self.add else y
-
-
-class C3(nn.Module):
-    """CSP block: a stack of bottlenecks on half the channels, concatenated with a bypass."""
-
-    def __init__(self, c1: int, c2: int, n: int = 1, shortcut: bool = True):
-        super().__init__()
-        hidden = int(c2 * 0.5)
-        self.cv1 = Conv(c1, hidden, 1)
-        self.cv2 = Conv(c1, hidden, 1)
-        self.cv3 = Conv(2 * hidden, c2, 1)
-        self.m = nn.Sequential(*(Bottleneck(hidden, hidden, shortcut) for _ in range(n)))
-
-    def forward(self, x):
-        return self.cv3(torch.cat((self.m(self.cv1(x)), self.cv2(x)), 1))
-
-
-class SPPF(nn.Module):
-    """Spatial pyramid pooling done as three chained 5x5 max-pools (same result as 5/9/13, cheaper)."""
-
-    def __init__(self, c1: int, c2: int, k: int = 5):
-        super().__init__()
-        hidden = c1 // 2
-        self.cv1 = Conv(c1, hidden, 1)
-        self.cv2 = Conv(hidden * 4, c2, 1)
-        self.m = nn.MaxPool2d(kernel_size=k, stride=1, padding=k // 2)
-
-    def forward(self, x):
-        x = self.cv1(x)
-        y1 = self.m(x)
-        y2 = self.m(y1)
-        return self.cv2(torch.cat((x, y1, y2, self.m(y2)), 1))
-
-
-class Concat(nn.Module):
-    def __init__(self, dimension: int = 1):
-        super().__init__()
-        self.d = dimension
-
-    def forward(self, xs):
-        return torch.cat(xs, self.d)
-
-
-class Detect(nn.Module):
-    """The three 1x1 output convolutions. Returns raw logits per level; decoding lives elsewhere.
-
-    `anchors` is stored in stride units (as in the checkpoints); `anchors_px` gives input pixels.
-    """
-
-    def __init__(self, nc: int, anchors: list, ch: list[int]):
-        super().__init__()
-        self.nc = nc
-        self.no = nc + 5
-        self.nl = len(anchors)
-        self.na = len(anchors[0]) // 2
-        self.m = nn.ModuleList(nn.Conv2d(c, self.no * self.na, 1) for c in ch)
-        self.register_buffer("anchors", torch.tensor(anchors, dtype=torch.float32).view(self.nl, -1, 2))
-        self.stride = torch.zeros(self.nl)  # derived at build time, not saved
-
-    def forward(self, xs):
-        return [conv(x) for conv, x in zip(self.m, xs)]
 
 
 @dataclass(frozen=True)
@@ -235,42 +154,88 @@ def fuse_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     return fused
 
 
+# yaml name → class, for the layers whose first argument is an output width (scaled by width_multiple).
+_WIDTH_LAYERS = {
+    "Conv": Conv, "GhostConv": GhostConv, "Bottleneck": Bottleneck, "GhostBottleneck": GhostBottleneck,
+    "SPP": SPP, "SPPF": SPPF, "DWConv": DWConv, "Focus": Focus, "CrossConv": CrossConv,
+    "BottleneckCSP": BottleneckCSP, "C3": C3, "C3TR": C3TR, "C3SPP": C3SPP, "C3Ghost": C3Ghost, "C3x": C3x,
+    "nn.ConvTranspose2d": nn.ConvTranspose2d, "DWConvTranspose2d": DWConvTranspose2d,
+}
+# These take the repeat count as their third argument instead of being stacked.
+_REPEAT_INSIDE = {"BottleneckCSP", "C3", "C3TR", "C3Ghost", "C3x"}
+_OTHER_LAYERS = {"nn.Upsample", "Concat", "Contract", "Expand", "nn.BatchNorm2d", "Detect"}
+LAYERS = frozenset(_WIDTH_LAYERS) | _OTHER_LAYERS
+
+
+def layer_name(name: str) -> str:
+    """`torch.nn.Upsample` and `nn.Upsample` are the same layer."""
+    return "nn." + name[len("torch.nn."):] if name.startswith("torch.nn.") else name
+
+
+def unknown_layers(cfg: dict) -> list[str]:
+    """Layer names in a description that this builder does not know (a fork's own blocks), in order."""
+    found = []
+    for row in list(cfg.get("backbone") or []) + list(cfg.get("head") or []):
+        name = layer_name(str(row[2])) if isinstance(row, (list, tuple)) and len(row) == 4 else str(row)
+        if name not in LAYERS and name not in found:
+            found.append(name)
+    return found
+
+
+def _arg(value, nc, anchors):
+    """yaml arguments are literals or the names `nc`/`anchors`/`None`/`True`/`False` (never evaluated)."""
+    if not isinstance(value, str):
+        return value
+    return {"nc": nc, "anchors": anchors, "None": None, "True": True, "False": False}.get(value, value)
+
+
 def _build(cfg: dict, ch_in: int):
-    for key in ("nc", "depth_multiple", "width_multiple", "anchors", "backbone", "head"):
+    for key in ("nc", "depth_multiple", "width_multiple", "backbone", "head"):
         if key not in cfg:
             raise ConvertError(f"model description has no {key!r}: give a YOLOv5 model yaml")
-    nc, gd, gw, anchors = cfg["nc"], cfg["depth_multiple"], cfg["width_multiple"], cfg["anchors"]
-    if isinstance(anchors, int):
-        raise ConvertError("model description gives a count of anchors, not anchor sizes: "
-                           "list them in the yaml (auto-anchors are not supported)")
+    unknown = unknown_layers(cfg)
+    if unknown:
+        raise ConvertError(f"model description uses {', '.join(unknown)}, not a YOLOv5 layer: "
+                           f"supported are {', '.join(sorted(LAYERS))}")
+    nc, gd, gw = cfg["nc"], cfg["depth_multiple"], cfg["width_multiple"]
+    anchors = cfg.get("anchors", 3)
     channels = [ch_in]
     layers, specs, save = [], [], set()
     for i, (src, n, name, args) in enumerate(cfg["backbone"] + cfg["head"]):
-        args = [nc if a == "nc" else anchors if a == "anchors" else a for a in args]
+        name = layer_name(name)
+        args = [_arg(a, nc, anchors) for a in args]
         n = max(round(n * gd), 1) if n > 1 else n
         c_prev = channels[src] if isinstance(src, int) else None
-        if name in ("Conv", "C3", "SPPF"):
-            c2 = make_divisible(args[0] * gw)
-            if name == "Conv":
-                module = Conv(c_prev, c2, *args[1:])
-            elif name == "C3":
-                module = C3(c_prev, c2, n, *args[1:])
-            else:
-                module = SPPF(c_prev, c2, *args[1:])
+        if name in _WIDTH_LAYERS:
+            c2 = args[0]
+            if c2 != (nc + 5) * _anchor_count(anchors):
+                c2 = make_divisible(c2 * gw)
+            args = [c_prev, c2, *args[1:]]
+            if name in _REPEAT_INSIDE:
+                args.insert(2, n)
+                n = 1
+            module = _stack(_WIDTH_LAYERS[name], args, n)
         elif name == "nn.Upsample":
-            size, factor, mode = args
-            module = nn.Upsample(size=None if size in (None, "None") else size,
-                                 scale_factor=factor, mode=mode)
+            size, factor, mode = (args + [None, None, "nearest"])[:3]
+            module = _stack(nn.Upsample, [size, factor, mode], n)
             c2 = c_prev
+        elif name == "nn.BatchNorm2d":
+            module, c2 = nn.BatchNorm2d(c_prev), c_prev
         elif name == "Concat":
-            module = Concat(args[0])
+            module = Concat(*args[:1])
             c2 = sum(channels[j] for j in src)
-        elif name == "Detect":
-            module = Detect(args[0], args[1], [channels[j] for j in src])
+        elif name == "Contract":
+            gain = args[0] if args else 2
+            module, c2 = Contract(gain), c_prev * gain ** 2
+        elif name == "Expand":
+            gain = args[0] if args else 2
+            module, c2 = Expand(gain), c_prev // gain ** 2
+        else:  # Detect
+            det_anchors = args[1]
+            if isinstance(det_anchors, int):  # auto-anchor count: the values come from the checkpoint
+                det_anchors = [[1.0] * (2 * det_anchors)] * len(src)
+            module = Detect(args[0], det_anchors, [channels[j] for j in src])
             c2 = None
-        else:
-            raise ConvertError(f"layer {i}: module {name!r} is not part of the YOLOv5 v6 architecture "
-                               "(supported: Conv, C3, SPPF, nn.Upsample, Concat, Detect)")
         sources = [src] if isinstance(src, int) else list(src)
         save.update(j % i for j in sources if j != -1)
         layers.append(module)
@@ -281,20 +246,38 @@ def _build(cfg: dict, ch_in: int):
     return nn.Sequential(*layers), save, specs
 
 
-def build_model(cfg: dict, channel_shapes: dict[str, list[int]] | None = None) -> YOLOv5:
-    """Build from a description; `channel_shapes` (from `YOLOv5.channel_shapes`) resizes layers.
+def _anchor_count(anchors) -> int:
+    return anchors if isinstance(anchors, int) else len(anchors[0]) // 2
+
+
+def _stack(cls, args, n: int) -> nn.Module:
+    return cls(*args) if n == 1 else nn.Sequential(*(cls(*args) for _ in range(n)))
+
+
+def build_model(cfg: dict, channel_shapes: dict[str, list[int]] | None = None,
+                state: dict[str, torch.Tensor] | None = None) -> YOLOv5:
+    """Build from a description; `channel_shapes` (from `YOLOv5.channel_shapes`) or `state` resizes layers.
 
     Pruning changes only tensor shapes, never the wiring, so the model built from the yaml is
     re-shaped layer by layer: every convolution and its batch norm take the recorded channel counts.
+    With `state` (a checkpoint's tensors) the shapes, the number of blocks kept and whether batch
+    norm was folded into the convolutions are all read from the tensors themselves.
     """
+    from convert.fit_tensors import fit_to_state
+
     model = YOLOv5(cfg)
     if channel_shapes:
         _apply_channel_shapes(model, channel_shapes)
+    if state is not None:
+        fit_to_state(model, state)
+    if channel_shapes or state is not None:
         model._init_stride(3)
     return model
 
 
 def _apply_channel_shapes(model: nn.Module, shapes: dict[str, list[int]]):
+    from convert.fit_tensors import recheck_shortcuts, replace_conv
+
     _apply_depth(model, shapes)
     modules = dict(model.named_modules())
     unknown = sorted(set(shapes) - {n for n, m in modules.items() if isinstance(m, nn.Conv2d)})
@@ -302,18 +285,9 @@ def _apply_channel_shapes(model: nn.Module, shapes: dict[str, list[int]]):
         raise ConvertError(f"channel shapes name layers this architecture does not have: {unknown[:3]}")
     for name, (c_out, c_in) in shapes.items():
         conv = modules[name]
-        if (conv.out_channels, conv.in_channels) == (c_out, c_in):
-            continue
-        parent_name, _, attr = name.rpartition(".")
-        parent = modules[parent_name]
-        new = nn.Conv2d(c_in, c_out, conv.kernel_size, conv.stride, conv.padding,
-                        bias=conv.bias is not None)
-        setattr(parent, attr, new)
-        if isinstance(parent, Conv):
-            parent.bn = nn.BatchNorm2d(c_out, eps=BN_EPS, momentum=BN_MOMENTUM)
-    for module in model.modules():
-        if isinstance(module, Bottleneck):
-            module.add = module.add and module.cv1.conv.in_channels == module.cv2.conv.out_channels
+        if (conv.out_channels, conv.in_channels) != (c_out, c_in):
+            replace_conv(model, name, c_out, c_in, conv.bias is not None)
+    recheck_shortcuts(model)
 
 
 def _apply_depth(model: nn.Module, shapes: dict[str, list[int]]):
