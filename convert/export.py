@@ -36,8 +36,8 @@ class ExportResult:
     metadata: dict
 
 
-def parse_imgsz(value) -> tuple[int, int]:
-    """`320` or `320,256` / `[h, w]` → (h, w), each a multiple of the largest stride."""
+def parse_imgsz(value, stride: int | None = 32) -> tuple[int, int]:
+    """`320` or `320,256` / `[h, w]` → (h, w), rounded up to a multiple of `stride` (None: as given)."""
     if isinstance(value, str):
         parts = [p for p in value.replace("x", ",").split(",") if p.strip()]
         try:
@@ -46,19 +46,27 @@ def parse_imgsz(value) -> tuple[int, int]:
             raise ConvertError(f"--imgsz {value!r} is not a size: give 320 or HEIGHT,WIDTH") from None
     if isinstance(value, int):
         value = [value]
-    hw = (value[0], value[-1])
-    if any(v <= 0 or v % 32 for v in hw):
-        raise ConvertError(f"--imgsz {hw[0]}x{hw[1]} is not a multiple of 32 (the largest stride): "
-                           "use 320, 416, 640, ...")
-    return hw
+    hw = (int(value[0]), int(value[-1]))
+    if any(v <= 0 for v in hw):
+        raise ConvertError(f"--imgsz {hw[0]}x{hw[1]} is not a size: give a positive size like 320 or 640")
+    return round_imgsz(hw, stride) if stride else hw
+
+
+def round_imgsz(hw: tuple[int, int], stride: int) -> tuple[int, int]:
+    """The network halves its input down to `stride`: a size that does not divide is rounded up, once, loudly."""
+    up = tuple(-(-v // stride) * stride for v in hw)
+    if up != tuple(hw):
+        log.warning("--imgsz %dx%d is not a multiple of %d (the model's largest stride): using %dx%d",
+                    hw[0], hw[1], stride, up[0], up[1])
+    return up
 
 
 def export_all(weights: Path, out_dir: Path, imgsz, calib_dirs: list[Path],
                calib_images: int = DEFAULT_CALIB_IMAGES, settings: QuantSettings = QuantSettings(),
                keep_work: bool = False) -> ExportResult:
-    imgsz_hw = parse_imgsz(imgsz)
     ckpt = load_checkpoint(weights)
     model = ckpt.model.fuse().eval()
+    imgsz_hw = round_imgsz(parse_imgsz(imgsz, stride=None), max(model.strides))
     calib, calib_paths = calibration_set(calib_dirs, imgsz_hw, calib_images)
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = f"{weights.stem}_{imgsz_hw[0]}" if imgsz_hw[0] == imgsz_hw[1] else f"{weights.stem}_{imgsz_hw[0]}x{imgsz_hw[1]}"

@@ -129,6 +129,9 @@ def _dtype(value) -> np.dtype:
 class _NDArrayMarker:
     """What `numpy.ndarray` resolves to: usable only as `_reconstruct`'s first argument."""
 
+    def __call__(self, *args, **kwargs):
+        raise pickle.UnpicklingError("refusing to load numpy.ndarray called directly (not numpy's reduce path)")
+
 
 class SafeArray(np.ndarray):
     """An array rebuilt from numeric bytes only (numpy's `__setstate__` would accept objects)."""

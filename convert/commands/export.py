@@ -20,7 +20,7 @@ def add_arguments(p: argparse.ArgumentParser):
     p.add_argument("--weights", type=Path, required=True,
                    help="YOLOv5 .pt (ultralytics or edge-yolo), or an official name: yolov5s, yolov5s@v7.0 "
                         "(downloaded once into the cache and checked against models/registry.tsv)")
-    p.add_argument("--imgsz", default="320", help="input size: 320 or HEIGHT,WIDTH (multiples of 32)")
+    p.add_argument("--imgsz", default="320", help="input size: 320 or HEIGHT,WIDTH (rounded up to a multiple of the largest stride)")
     p.add_argument("--calib", type=Path, nargs="+", default=None,
                    help="folder(s) of real images for int8 calibration (default: the shared COCO images)")
     p.add_argument("--calib-images", type=int, default=DEFAULT_CALIB_IMAGES,

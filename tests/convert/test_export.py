@@ -88,7 +88,17 @@ def test_imgsz(value, expected):
     assert parse_imgsz(value) == expected
 
 
-@pytest.mark.parametrize("value", ["300", "abc", "0"])
+def test_imgsz_not_a_multiple_of_the_stride_is_rounded_up_with_one_warning(caplog):
+    assert parse_imgsz("299") == (320, 320)
+    assert parse_imgsz("320", stride=64) == (384, 384)
+    assert parse_imgsz("320,299", stride=None) == (320, 299)
+    warnings = [r for r in caplog.records if "not a multiple" in r.getMessage()]
+    assert [w.getMessage() for w in warnings] == [
+        "--imgsz 299x299 is not a multiple of 32 (the model's largest stride): using 320x320",
+        "--imgsz 320x320 is not a multiple of 64 (the model's largest stride): using 384x384"]
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-32"])
 def test_bad_imgsz(value):
     with pytest.raises(ConvertError, match="imgsz"):
         parse_imgsz(value)
