@@ -20,7 +20,10 @@ CACHE_ENV = "EDGE_YOLO_CACHE"
 DEFAULT_CACHE = Path("/var/cache/edge-yolo")
 # Everything that decides the bytes of a converted model.
 KEY_SOURCES = [
-    "convert/yolo_model.py", "convert/checkpoint.py", "convert/onnx_export.py", "convert/tflite_export.py",
+    "convert/yolo_model.py", "convert/checkpoint.py", "convert/unpickle.py", "convert/fit_tensors.py",
+    "convert/activations.py", "convert/layers/conv.py", "convert/layers/csp.py", "convert/layers/pooling.py",
+    "convert/layers/detect.py", "convert/layers/reshape.py", "convert/layers/ghost.py",
+    "convert/layers/transformer.py", "convert/onnx_export.py", "convert/tflite_export.py",
     "convert/export.py", "convert/calibration.py", "edge/detect/letterbox.py", "edge/model/metadata.py", "pyproject.toml",
 ]
 KEY_VERSION = "1"
