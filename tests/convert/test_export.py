@@ -90,12 +90,12 @@ def test_imgsz(value, expected):
 
 def test_imgsz_not_a_multiple_of_the_stride_is_rounded_up_with_one_warning(caplog):
     assert parse_imgsz("299") == (320, 320)
-    assert parse_imgsz("320", stride=64) == (384, 384)
+    assert parse_imgsz("352", stride=64) == (384, 384)
     assert parse_imgsz("320,299", stride=None) == (320, 299)
     warnings = [r for r in caplog.records if "not a multiple" in r.getMessage()]
     assert [w.getMessage() for w in warnings] == [
         "--imgsz 299x299 is not a multiple of 32 (the model's largest stride): using 320x320",
-        "--imgsz 320x320 is not a multiple of 64 (the model's largest stride): using 384x384"]
+        "--imgsz 352x352 is not a multiple of 64 (the model's largest stride): using 384x384"]
 
 
 @pytest.mark.parametrize("value", ["abc", "0", "-32"])
