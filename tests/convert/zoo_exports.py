@@ -43,7 +43,11 @@ def _run(name: str, path: Path, images: list[Path], out: Path, imgsz: int, calib
     print(f"  params after fusion {fused:,} (tensors imply {implied:,}: "
           f"{'equal' if fused == implied else 'DIFFERENT'})", flush=True)
     started = time.time()
-    result = export_all(path, out / name, imgsz, calib)
+    try:
+        result = export_all(path, out / name, imgsz, calib)
+    except ConvertError as exc:
+        print(f"  export FAILED after {time.time() - started:.0f} s: {exc}", flush=True)
+        return
     checks = result.metadata["conversion"]["checks"]
     print(f"  export {time.time() - started:.0f} s; fp32 TFLite vs PyTorch max abs diff "
           f"{checks['fp32']['max_abs_diff_vs_torch']:.2e}, fp16 {checks['fp16']['max_abs_diff_vs_torch']:.2e}, "
@@ -59,17 +63,21 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--imgsz", type=int, default=320)
     parser.add_argument("--out", type=Path, default=None, help="keep the exports here (default: a temp dir)")
+    parser.add_argument("--only", nargs="+", default=None, help="only these zoo folders (and shared_v6.1_yolov5n)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="  %(levelname)s %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="  %(levelname)s %(message)s", stream=sys.stdout)
     root = shared_root()
     bus = root / "data" / "photos" / "bus.jpg"
     calib = [root / "data" / "pool"]
     out = args.out or Path(tempfile.mkdtemp(prefix="zoo-exports-"))
     print(f"imgsz {args.imgsz}, calibration {calib[0]}, exports in {out}", flush=True)
     for entry in zoo_entries():
+        if args.only and entry.folder not in args.only:
+            continue
         images = entry.images or ([bus] if "yolov5n" in entry.folder else [])
         _run(entry.folder, entry.path, images, out, args.imgsz, calib)
-    _run("shared_v6.1_yolov5n", root / "models" / "yolov5n.pt", [bus], out, args.imgsz, calib)
+    if not args.only or "shared_v6.1_yolov5n" in args.only:
+        _run("shared_v6.1_yolov5n", root / "models" / "yolov5n.pt", [bus], out, args.imgsz, calib)
     return 0
 
 
