@@ -25,8 +25,11 @@ PRECISIONS = ("fp32", "fp16", "int8")
 # A float TFLite that differs from PyTorch by more than this on a real image is a broken conversion.
 FLOAT_TOLERANCE = {"fp32": 1e-3, "fp16": 2e-2}
 # int8 heads are quantized with a step of 1/256. Single values may drift by many steps where
-# activations saturate, so the check is on the mean: a few steps of average drift is normal, this is not.
-INT8_MEAN_TOLERANCE = 0.02
+# activations saturate, so the check is on the mean. yolov5n calibrated on the pool drifts 0.004;
+# custom models calibrated on photos unlike their own scenes 0.013-0.026 (a warning past 0.02, with
+# the fix); a broken graph drifts by the size of the signal (refused past 0.08, 20 steps on average).
+INT8_MEAN_WARN = 0.02
+INT8_MEAN_REFUSE = 0.08
 
 
 @dataclass(frozen=True)
@@ -147,10 +150,14 @@ def _check_tflite(path: Path, precision: str, images_nhwc: np.ndarray, reference
     diffs = [float(np.abs(outputs[s] - r).max()) for s, r in zip(strides, reference)]
     mean = [float(np.abs(outputs[s] - r).mean()) for s, r in zip(strides, reference)]
     worst, limit = (max(diffs), FLOAT_TOLERANCE[precision]) if precision in FLOAT_TOLERANCE \
-        else (max(mean), INT8_MEAN_TOLERANCE)
+        else (max(mean), INT8_MEAN_REFUSE)
     if worst > limit:
         raise ConvertError(f"{path.name} differs from PyTorch by {worst:.4f} on a calibration image "
                            f"(limit {limit}): the conversion is broken")
+    if precision == "int8" and worst > INT8_MEAN_WARN:
+        log.warning("%s drifts from PyTorch by %.4f on average on a calibration image (a well calibrated "
+                    "model stays under %.2f): calibrate on photos of the scenes this model sees (--calib)",
+                    path.name, worst, INT8_MEAN_WARN)
     log.info("%s matches PyTorch: max abs diff %.4f, mean %.5f", path.name, max(diffs), max(mean))
     return {"max_abs_diff_vs_torch": round(max(diffs), 6), "mean_abs_diff_vs_torch": round(max(mean), 7)}
 
