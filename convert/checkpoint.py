@@ -6,7 +6,6 @@ re-shaped to the tensors (`convert.fit_tensors`), with the activations the check
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import pickle
 import zipfile
@@ -16,6 +15,7 @@ from pathlib import Path
 import torch
 
 from convert.activations import ACTIVATION_CLASSES, activation_specs, set_activations
+from convert.download import sha256_of
 from convert.errors import ConvertError
 from convert.unpickle import MODEL_MODULES, Record, restricted_pickle
 from convert.yolo_model import YOLOv5, build_model, unknown_layers
@@ -34,14 +34,6 @@ class LoadedCheckpoint:
     extra: dict = field(default_factory=dict)
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def load_checkpoint(path: str | Path) -> LoadedCheckpoint:
     """Load an ultralytics YOLOv5 `.pt` or an edge-yolo checkpoint into an eval-mode `YOLOv5`."""
     path = Path(path)
@@ -55,7 +47,7 @@ def load_checkpoint(path: str | Path) -> LoadedCheckpoint:
                                "end): an incomplete download? download it again")
         raise ConvertError(f"{path} is not a PyTorch checkpoint (not a zip archive): "
                            "pass a YOLOv5 .pt saved by torch.save")
-    digest = sha256_file(path)
+    digest = sha256_of(path)
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
         kind = "edge-yolo" if isinstance(raw, dict) and raw.get("format") == OWN_FORMAT else None

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from convert.checkpoint import sha256_file
+from convert.download import sha256_of
 from convert.dataset import read_dataset, read_image
 from convert.errors import ConvertError
 from convert.evaluate import EVAL_CONF, EVAL_IOU, EVAL_MAX_DET, EvalResult, evaluate, open_backend
@@ -115,7 +115,7 @@ def build_report(folder: Path, data: list[DataSpec], weights: Path | None = None
 def _check_source(weights: Path, source: dict):
     """Warn when the checkpoint is not the one the models were converted from: the rows would not compare."""
     expected = source.get("sha256")
-    if expected and weights.is_file() and sha256_file(weights) != expected:
+    if expected and weights.is_file() and sha256_of(weights) != expected:
         log.warning("%s is not the checkpoint these models were converted from (%s, sha256 %s...)",
                     weights, source.get("file"), expected[:12])
 

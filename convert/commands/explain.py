@@ -8,7 +8,7 @@ from pathlib import Path
 
 from convert.calibration import find_images, letterboxed_images, select_evenly
 from convert.errors import ConvertError
-from convert.explain import LOW_SQNR_DB, explain, format_report, open_pair
+from convert.explain import explain, format_report, open_pair
 from convert.paths import default_pool_dir
 
 NAME = "explain"
