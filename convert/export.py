@@ -26,7 +26,7 @@ PRECISIONS = ("fp32", "fp16", "int8")
 FLOAT_TOLERANCE = {"fp32": 1e-3, "fp16": 2e-2}
 # int8 heads are quantized with a step of 1/256. Single values may drift by many steps where
 # activations saturate, so the check is on the mean. yolov5n calibrated on the pool drifts 0.004;
-# custom models calibrated on photos unlike their own scenes 0.013-0.026 (a warning past 0.02, with
+# custom models calibrated on photos unlike their own scenes 0.013-0.054 (a warning past 0.02, with
 # the fix); a broken graph drifts by the size of the signal (refused past 0.08, 20 steps on average).
 INT8_MEAN_WARN = 0.02
 INT8_MEAN_REFUSE = 0.08
@@ -158,7 +158,8 @@ def _check_tflite(path: Path, precision: str, images_nhwc: np.ndarray, reference
         log.warning("%s drifts from PyTorch by %.4f on average on a calibration image (a well calibrated "
                     "model stays under %.2f): calibrate on photos of the scenes this model sees (--calib)",
                     path.name, worst, INT8_MEAN_WARN)
-    log.info("%s matches PyTorch: max abs diff %.4f, mean %.5f", path.name, max(diffs), max(mean))
+    else:
+        log.info("%s matches PyTorch: max abs diff %.4f, mean %.5f", path.name, max(diffs), max(mean))
     return {"max_abs_diff_vs_torch": round(max(diffs), 6), "mean_abs_diff_vs_torch": round(max(mean), 7)}
 
 
