@@ -152,8 +152,10 @@ def _check_tflite(path: Path, precision: str, images_nhwc: np.ndarray, reference
     worst, limit = (max(diffs), FLOAT_TOLERANCE[precision]) if precision in FLOAT_TOLERANCE \
         else (max(mean), INT8_MEAN_REFUSE)
     if worst > limit:
+        hint = "" if precision in FLOAT_TOLERANCE else \
+            ", or the calibration photos are nothing like this model's inputs (pass --calib with photos of its scenes)"
         raise ConvertError(f"{path.name} differs from PyTorch by {worst:.4f} on a calibration image "
-                           f"(limit {limit}): the conversion is broken")
+                           f"(limit {limit}): the conversion is broken{hint}")
     if precision == "int8" and worst > INT8_MEAN_WARN:
         log.warning("%s drifts from PyTorch by %.4f on average on a calibration image (a well calibrated "
                     "model stays under %.2f): calibrate on photos of the scenes this model sees (--calib)",
