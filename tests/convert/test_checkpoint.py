@@ -161,6 +161,23 @@ def test_options_from_a_checkpoint_load(tmp_path):
     assert load_checkpoint(path).model.detect.nc == 2
 
 
+def test_unstripped_training_checkpoint_loads(tmp_path):
+    """What train.py writes every epoch: no ema yet, the optimizer's state, epoch and fitness as numbers."""
+    from tests.convert.ultralytics_pickle import save_like_ultralytics
+
+    model = build_model(yolov5_yaml("n", 8))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    model(torch.rand(1, 3, 64, 64)).__getitem__(0).sum().backward()
+    optimizer.step()
+    path = save_like_ultralytics(model, tmp_path / "epoch_36.pt", {
+        "epoch": 36, "best_fitness": np.float64(0.41), "optimizer": optimizer.state_dict()})
+    loaded = load_checkpoint(path).model
+    assert loaded.detect.nc == 8
+    expected = model.half().float().state_dict()
+    for key, value in loaded.state_dict().items():
+        assert torch.equal(value, expected[key]), key
+
+
 import codecs  # noqa: E402  (the hostile pickles below call these)
 import os  # noqa: E402
 import subprocess  # noqa: E402
