@@ -8,13 +8,12 @@ import numpy as np
 from convert.errors import ConvertError
 from convert.explain.stats import TensorStats
 from edge.errors import EdgeError
-from edge.model.interpreter import read_model_file
+from edge.model.interpreter import interpreter_module, read_model_file
 
 CONCAT_OP = "CONCATENATION"
 WRAPPER_OPS = ("QUANTIZE", "DEQUANTIZE")  # change only the representation, not the value
 # int8 ops whose output reuses the input's scale and zero point, so a forced scale reaches back through them
 SAME_SCALE_OPS = ("TRANSPOSE", "RESHAPE", "PAD", "MAX_POOL_2D", "RESIZE_NEAREST_NEIGHBOR")
-LITERT_MODULE = "ai_edge_litert.interpreter"
 
 
 class Graph:
@@ -76,16 +75,12 @@ def _quant(detail: dict) -> tuple[float, int] | None:
 
 def _open(path: Path, role: str):
     try:
-        import importlib
-
-        module = importlib.import_module(LITERT_MODULE)
-        resolver = module.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-        interpreter_class = module.Interpreter
-    except ImportError:
-        import tensorflow as tf
-
-        resolver = tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-        interpreter_class = tf.lite.Interpreter
+        module = interpreter_module()
+    except EdgeError as exc:
+        raise ConvertError(str(exc)) from None
+    # tensorflow.lite keeps the resolver types under `experimental`
+    resolver = (getattr(module, "OpResolverType", None) or module.experimental.OpResolverType).BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    interpreter_class = module.Interpreter
     import warnings
 
     try:

@@ -57,7 +57,8 @@ class Quantization:
         return (q.astype(np.float32) - np.float32(self.zero_point)) * np.float32(self.scale)
 
 
-def _interpreter_module() -> Any:
+def interpreter_module() -> Any:
+    """The first TFLite interpreter module installed: LiteRT, tflite-runtime, then TensorFlow's."""
     for name in INTERPRETER_MODULES:
         try:
             return importlib.import_module(name)
@@ -132,7 +133,7 @@ def load_interpreter(path: str | Path, threads: int | None = None, device: str =
     if threads < 1:
         raise EdgeError(f"threads must be at least 1, received {threads}")
 
-    module = _interpreter_module()
+    module = interpreter_module()
     delegates = []
     if delegate_options is not None:
         if not compiled_for_tpu:
