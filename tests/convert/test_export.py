@@ -104,28 +104,28 @@ def test_bad_imgsz(value):
         parse_imgsz(value)
 
 
-def _int8_check_against(models: Path, shift: float):
+def _int8_check_against(models: Path, shared: Path, shift: float):
     """The export's int8 self-check with the fp32 model's outputs, moved by `shift`, as reference."""
     from convert.export import _check_tflite, _run_tflite
 
-    image = calibration_set([Path(os.environ.get("EDGE_YOLO_DATA", "../shared")) / "data/photos"], (IMGSZ, IMGSZ))[0][:1]
+    image = calibration_set([shared / "data/photos"], (IMGSZ, IMGSZ))[0][:1]
     fp32 = _run_tflite(models / f"yolov5n_{IMGSZ}_fp32.tflite", image)
     reference = [np.clip(fp32[s] + shift, 0, 1) for s in sorted(fp32)]
     return _check_tflite(models / f"yolov5n_{IMGSZ}_int8.tflite", "int8", image, reference)
 
 
-def test_int8_self_check_passes_a_calibrated_model_quietly(models, caplog):
-    check = _int8_check_against(models, 0.0)
+def test_int8_self_check_passes_a_calibrated_model_quietly(models, shared, caplog):
+    check = _int8_check_against(models, shared, 0.0)
     assert check["mean_abs_diff_vs_torch"] < 0.02
     assert "drifts" not in caplog.text
 
 
-def test_int8_self_check_warns_on_drift_and_names_the_fix(models, caplog):
-    check = _int8_check_against(models, 0.04)  # what calibration on unlike photos does to a custom model
+def test_int8_self_check_warns_on_drift_and_names_the_fix(models, shared, caplog):
+    check = _int8_check_against(models, shared, 0.04)  # what calibration on unlike photos does to a custom model
     assert 0.02 < check["mean_abs_diff_vs_torch"] < 0.08
     assert "calibrate on photos of the scenes this model sees (--calib)" in caplog.text
 
 
-def test_int8_self_check_refuses_a_broken_conversion(models):
+def test_int8_self_check_refuses_a_broken_conversion(models, shared):
     with pytest.raises(ConvertError, match="the conversion is broken"):
-        _int8_check_against(models, 0.3)
+        _int8_check_against(models, shared, 0.3)
