@@ -15,7 +15,7 @@ from convert.calibration import DEFAULT_CALIB_IMAGES, calibration_set
 from convert.checkpoint import LoadedCheckpoint, load_checkpoint
 from convert.errors import ConvertError
 from convert.onnx_export import INPUT_NAME, SigmoidHeads, export_onnx
-from convert.tflite_export import QuantSettings, run_onnx2tf
+from convert.tflite_export import QuantSettings, convert_tflite
 from edge.model.metadata import FORMAT_NAME, write_metadata
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ def export_all(weights: Path, out_dir: Path, imgsz, calib_dirs: list[Path],
         probe = calib[:1]
         reference = _torch_heads(model, probe)
         _check_onnx(onnx_path, probe, reference)
-        products = run_onnx2tf(onnx_path, work, calib, settings)
+        products, int8_summary = convert_tflite(onnx_path, work, calib, settings)
         final_onnx = out_dir / onnx_path.name
         shutil.copyfile(onnx_path, final_onnx)
         models, checks = {}, {}
@@ -89,7 +89,7 @@ def export_all(weights: Path, out_dir: Path, imgsz, calib_dirs: list[Path],
             shutil.copyfile(products[precision], target)
             checks[precision] = _check_tflite(target, precision, probe, reference)
             models[precision] = target
-        meta_common = _metadata(ckpt, model, imgsz_hw, settings, calib_paths, started, checks)
+        meta_common = _metadata(ckpt, model, imgsz_hw, settings, calib_paths, started, checks, int8_summary)
         for precision, target in models.items():
             meta = dict(meta_common, precision=precision, quantization=_tensor_quantization(target))
             write_metadata(target, meta)
@@ -178,7 +178,7 @@ def _tensor_quantization(path: Path) -> dict:
 
 
 def _metadata(ckpt: LoadedCheckpoint, model, imgsz_hw, settings: QuantSettings, calib_paths: list[Path],
-              started: float, checks: dict) -> dict:
+              started: float, checks: dict, int8_summary: dict) -> dict:
     import onnx2tf
     import tensorflow as tf
 
@@ -194,6 +194,7 @@ def _metadata(ckpt: LoadedCheckpoint, model, imgsz_hw, settings: QuantSettings, 
                    "parameters": int(sum(p.numel() for p in model.parameters()))},
         "conversion": {
             **settings.as_dict(),
+            "int8_ranges": int8_summary,
             "calibration_images": len(calib_paths),
             "calibration_sources": sorted({str(p.parent) for p in calib_paths}),
             "letterbox": {"pad": 114, "color": "rgb", "scale": "1/255"},

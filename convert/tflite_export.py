@@ -1,7 +1,8 @@
-"""ONNX → TFLite (fp32, fp16, full-integer int8) through onnx2tf, offline and with visible progress.
+"""ONNX → TFLite: fp32 and fp16 through onnx2tf, full-integer int8 from its SavedModel.
 
 onnx2tf is driven as a subprocess: it is a 9,000-line program with global state, prints a great
-deal, and a crash in it should become one clear message here, not a dead converter.
+deal, and a crash in it should become one clear message here, not a dead converter. The int8 file
+is quantized here (`convert.int8`) so that its activation ranges can be chosen by error.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from convert.errors import ConvertError
-from convert.onnx_export import INPUT_NAME
+from convert.int8 import RANGE_METHODS, quantize_int8
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +29,10 @@ ONNX2TF_SAMPLE_NAME = "calibration_image_sample_data_20x128x128x3_float32.npy"
 ONNX2TF_SAMPLE_COUNT = 20
 ONNX2TF_SAMPLE_SIDE = 128
 
-# What onnx2tf writes, and the names this project gives the files.
+# What onnx2tf writes.
 PRODUCTS = {
     "fp32": "{stem}_float32.tflite",
     "fp16": "{stem}_float16.tflite",
-    "int8": "{stem}_full_integer_quant.tflite",
 }
 
 
@@ -41,21 +41,17 @@ class QuantSettings:
     """How the int8 model is calibrated; recorded in the model's metadata."""
 
     per_channel: bool = True
+    ranges: str = "error"  # convert.int8.RANGE_METHODS
     input_dtype: str = "int8"
     output_dtype: str = "int8"
 
-    def flags(self, calib_npy: Path) -> list[str]:
-        return [
-            "-oiqt",
-            "-qt", "per-channel" if self.per_channel else "per-tensor",
-            # The calibration array is already pixel/255: mean 0, std 1 (onnx2tf's default is ImageNet's).
-            "-cind", INPUT_NAME, str(calib_npy), "[[[[0,0,0]]]]", "[[[[1,1,1]]]]",
-            "-iqd", self.input_dtype,
-            "-oqd", self.output_dtype,
-        ]
+    def __post_init__(self):
+        if self.ranges not in RANGE_METHODS:
+            raise ConvertError(f"--ranges {self.ranges!r} is not a range method: use one of {', '.join(RANGE_METHODS)}")
 
     def as_dict(self) -> dict:
         return {"quantization": "per-channel" if self.per_channel else "per-tensor",
+                "activation_ranges": self.ranges,
                 "input_dtype": self.input_dtype, "output_dtype": self.output_dtype}
 
 
@@ -68,15 +64,22 @@ def onnx2tf_sample(calib: np.ndarray) -> np.ndarray:
     return np.stack([cv2.resize(img, side, interpolation=cv2.INTER_AREA) for img in picks]).astype(np.float32)
 
 
-def run_onnx2tf(onnx_path: Path, work_dir: Path, calib: np.ndarray, settings: QuantSettings) -> dict[str, Path]:
-    """Convert; return the fp32/fp16/int8 files onnx2tf produced (inside `work_dir`)."""
+def convert_tflite(onnx_path: Path, work_dir: Path, calib: np.ndarray,
+                   settings: QuantSettings) -> tuple[dict[str, Path], dict]:
+    """The fp32/fp16/int8 files (inside `work_dir`) and the int8 range summary for the metadata."""
+    products, saved_model = run_onnx2tf(onnx_path, work_dir, calib)
+    int8, summary = quantize_int8(saved_model, calib, settings.per_channel, settings.ranges)
+    products["int8"] = work_dir / f"{onnx_path.stem}_int8.tflite"
+    products["int8"].write_bytes(int8)
+    return products, summary
+
+
+def run_onnx2tf(onnx_path: Path, work_dir: Path, calib: np.ndarray) -> tuple[dict[str, Path], Path]:
+    """Convert; return the fp32/fp16 files onnx2tf produced and its SavedModel folder (inside `work_dir`)."""
     work_dir.mkdir(parents=True, exist_ok=True)
-    calib_npy = work_dir / "calibration.npy"
-    np.save(calib_npy, calib.astype(np.float32))
     np.save(work_dir / ONNX2TF_SAMPLE_NAME, onnx2tf_sample(calib))
     out_dir = (work_dir / "saved_model").resolve()
-    cmd = [sys.executable, "-m", "onnx2tf", "-i", str(onnx_path.resolve()), "-o", str(out_dir),
-           *settings.flags(calib_npy.resolve())]
+    cmd = [sys.executable, "-m", "onnx2tf", "-i", str(onnx_path.resolve()), "-o", str(out_dir)]
     env = dict(os.environ)
     # onnx2tf calls `onnxsim` by name and silently skips simplification when it is not on PATH.
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
@@ -84,7 +87,7 @@ def run_onnx2tf(onnx_path: Path, work_dir: Path, calib: np.ndarray, settings: Qu
     if shutil.which("onnxsim", path=env["PATH"]) is None:
         log.warning("onnxsim is not installed: the graph will not be simplified (pip install onnxsim)")
     log_path = work_dir / "onnx2tf.log"
-    code = _run_with_progress(cmd, work_dir, env, log_path, "onnx2tf: converting and calibrating")
+    code = _run_with_progress(cmd, work_dir, env, log_path, "onnx2tf: converting")
     if code != 0:
         tail = log_path.read_text(errors="replace").strip().splitlines()[-15:]
         raise ConvertError("onnx2tf failed (exit code %d); its log is %s; last lines:\n  %s"
@@ -96,7 +99,7 @@ def run_onnx2tf(onnx_path: Path, work_dir: Path, calib: np.ndarray, settings: Qu
         if not path.is_file():
             raise ConvertError(f"onnx2tf finished but wrote no {path.name}; its log is {log_path}")
         products[precision] = path
-    return products
+    return products, out_dir
 
 
 def _run_with_progress(cmd: list[str], cwd: Path, env: dict, log_path: Path, label: str) -> int:

@@ -24,6 +24,7 @@ KEY_SOURCES = [
     "convert/activations.py", "convert/layers/conv.py", "convert/layers/csp.py", "convert/layers/pooling.py",
     "convert/layers/detect.py", "convert/layers/reshape.py", "convert/layers/ghost.py",
     "convert/layers/transformer.py", "convert/onnx_export.py", "convert/tflite_export.py",
+    "convert/int8/__init__.py", "convert/int8/graph.py", "convert/int8/quantize.py", "convert/int8/ranges.py",
     "convert/export.py", "convert/calibration.py", "edge/detect/letterbox.py", "edge/model/metadata.py", "pyproject.toml",
 ]
 KEY_VERSION = "1"
@@ -48,7 +49,7 @@ def cache_key(weights: Path, imgsz: int, calib_images: int) -> str:
 
 
 def ensure_models(imgsz: int = 320, weights: Path | None = None, calib_images: int = 200) -> Path:
-    """The folder with `<stem>_<imgsz>_{fp32,fp16,int8}.tflite` and the ONNX file, converting if needed."""
+    """The folder with `<stem>_<imgsz>_{fp32,fp16,int8}.tflite`, the ONNX file and onnx2tf's SavedModel."""
     weights = weights or shared_root() / "models" / "yolov5n.pt"
     folder = cache_root() / "models" / f"{weights.stem}_{imgsz}_{cache_key(weights, imgsz, calib_images)}"
     if (folder / "COMPLETE").is_file():
@@ -58,7 +59,11 @@ def ensure_models(imgsz: int = 320, weights: Path | None = None, calib_images: i
 
     staging = folder.with_name(folder.name + f".partial-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
-    export_all(weights, staging, imgsz, default_calib_dirs(), calib_images)
+    export_all(weights, staging, imgsz, default_calib_dirs(), calib_images, keep_work=True)
+    # onnx2tf's SavedModel stays for the int8 quantizer's tests; the rest of the work folder goes
+    for work in staging.glob(".export-*"):
+        (work / "saved_model").rename(staging / "saved_model")
+        shutil.rmtree(work)
     (staging / "COMPLETE").write_text(f"{weights}\n")
     shutil.rmtree(folder, ignore_errors=True)
     staging.rename(folder)

@@ -10,6 +10,7 @@ from convert.commands.explain import DEFAULT_COUNT, report_for
 from convert.explain import format_report
 from convert.export import export_all
 from convert.paths import default_calib_dirs
+from convert.int8 import RANGE_METHODS
 from convert.tflite_export import QuantSettings
 
 NAME = "export"
@@ -26,6 +27,9 @@ def add_arguments(p: argparse.ArgumentParser):
     p.add_argument("--calib-images", type=int, default=DEFAULT_CALIB_IMAGES,
                    help="how many calibration images to use, spread evenly over the folders")
     p.add_argument("--per-tensor", action="store_true", help="per-tensor instead of per-channel weights")
+    p.add_argument("--ranges", choices=RANGE_METHODS, default="error",
+                   help="int8 activation ranges: 'error' picks each range by the error after its consumer "
+                        "(default), 'minmax' keeps the calibration's extremes")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--keep-work", action="store_true", help="keep onnx2tf's intermediate files")
     p.add_argument("--explain", action="store_true",
@@ -35,7 +39,7 @@ def add_arguments(p: argparse.ArgumentParser):
 def run(args) -> int:
     calib = args.calib or default_calib_dirs()
     result = export_all(args.weights, args.out, args.imgsz, calib, args.calib_images,
-                        QuantSettings(per_channel=not args.per_tensor), keep_work=args.keep_work)
+                        QuantSettings(per_channel=not args.per_tensor, ranges=args.ranges), keep_work=args.keep_work)
     for precision, path in result.models.items():
         print(f"{precision:5s} {path}  {path.stat().st_size / 1e6:.2f} MB", file=sys.stdout)
     print(f"onnx  {result.onnx}", file=sys.stdout)

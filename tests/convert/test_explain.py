@@ -73,7 +73,8 @@ def test_int8_error_is_finite_and_sorted(report):
         assert 0.0 <= t.clipped_fraction <= 1.0
         assert t.min <= t.max and 0 < t.percentile_abs <= max(abs(t.min), abs(t.max))
         assert t.outlier_ratio >= 1.0
-        assert t.step_ratio > 0.5  # much finer steps than the range needs would mean values beyond it
+        # a step much finer than the tensor's own range needs means its range was cut: values beyond it are clipped
+        assert t.step_ratio > 0.5 or t.clipped > 0, (t.name, t.step_ratio)
     # sigmoid heads: [0, 1] on a 1/256 step, nothing clipped
     assert all(h.scale == pytest.approx(1 / 256) and h.clipped == 0 for h in report.heads)
     assert report.summary().startswith("worst: ")
