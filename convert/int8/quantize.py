@@ -34,7 +34,7 @@ def quantize_int8(saved_model: Path, calib: np.ndarray, per_channel: bool = True
         summary.update(narrowed_tensors=len(chosen), median_narrowing=round(float(np.median(narrowing)), 3))
         log.info("int8 ranges: %d of %d activations narrowed, median %.2fx", len(chosen), len(tensors),
                  summary["median_narrowing"])
-    return _quantize(write_model(model), per_channel), summary
+    return quantize_calibrated(write_model(model), per_channel), summary
 
 
 def _converter_module():
@@ -90,7 +90,8 @@ def histograms(calibrated: bytes, calib: np.ndarray, tensors: list[RangedTensor]
     return counts
 
 
-def _quantize(calibrated: bytes, per_channel: bool) -> bytes:
+def quantize_calibrated(calibrated: bytes, per_channel: bool) -> bytes:
+    """TFLite's quantizer on a calibrated float model: int8 input, outputs and every op between."""
     tf = _converter_module()
     from tensorflow.lite.python import convert as tflite_convert
 

@@ -10,7 +10,7 @@ import pytest
 from convert.calibration import find_images, letterboxed_images
 from convert.errors import ConvertError
 from convert.int8.graph import ranged_tensors, read_model, set_ranges, write_model
-from convert.int8.quantize import _quantize, calibrate, error_ranges, quantize_int8
+from convert.int8.quantize import calibrate, error_ranges, quantize_calibrated, quantize_int8
 from convert.int8.ranges import BINS, best_range, identity, sigmoid, silu
 from convert.tflite_export import QuantSettings
 from edge.model.metadata import read_metadata
@@ -92,9 +92,9 @@ def test_error_ranges_bring_int8_closer_to_float_on_held_out_images(models, cali
     calib, held = pool_split
     model = read_model(calibrated)
     tensors = [t for t in ranged_tensors(model) if not t.fixed]
-    minmax = _quantize(calibrated, per_channel=True)
+    minmax = quantize_calibrated(calibrated, per_channel=True)
     set_ranges(model, error_ranges(calibrated, calib, tensors))
-    chosen = _quantize(write_model(model), per_channel=True)
+    chosen = quantize_calibrated(write_model(model), per_channel=True)
     fp32 = models / f"yolov5n_{IMGSZ}_fp32.tflite"
     reference = [_run_tflite(fp32, image[None]) for image in held]
 
