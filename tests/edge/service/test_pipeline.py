@@ -206,7 +206,7 @@ def test_a_slow_sink_does_not_slow_capture(int8_model, videos):
 
 def test_json_out_is_rotated_by_size(int8_model, videos, tmp_path):
     target = tmp_path / "logs" / "detections.jsonl"
-    max_mb, backups, frames = 0.01, 2, 24  # 24 frames at conf 0.01 make about 26 kB
+    max_mb, backups, frames = 0.01, 2, 48  # 48 frames at conf 0.01 make about 34 kB: more than the 3 files hold
     result = run_cli("--model", int8_model, "--source", videos / PEOPLE_VIDEO, "--conf", "0.01", "--max-frames", frames,
                      "--json-out", target, "--json-max-mb", max_mb, "--json-backups", backups)
     assert result.returncode == 0, result.stderr
